@@ -1,0 +1,43 @@
+# The README's two commands: `make book` and `make test`. Both create the
+# virtual environment from requirements.txt on first use (and whenever
+# requirements.txt or pyproject.toml change), then install `dm` into it.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+READY  := $(VENV)/.ready
+BUILD  := $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+.PHONY: book test venv execute sync-colab clean
+
+venv: $(READY)
+
+$(READY): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# Build the HTML book (re-executing the derivation chapters) into _build/html.
+# Warnings are errors: a chapter that fails to execute fails the build.
+book: $(READY)
+	@$(BUILD) || { cat _build/html/reports/*.log 2>/dev/null; exit 1; }
+	@echo "Book: _build/html/index.html"
+
+# The full suite: pytest for dm, nbval over every notebook (a fresh run must
+# reproduce the stored outputs), then the book build with warnings as errors.
+test: $(READY)
+	$(PY) -m pytest tests notebooks $(NBVAL)
+	@$(BUILD) || { cat _build/html/reports/*.log 2>/dev/null; exit 1; }
+
+# Re-execute notebooks and store their outputs: make execute NB=notebooks/01_softmax.ipynb
+execute: $(READY)
+	$(PY) scripts/notebooks.py execute $(NB)
+
+# Rewrite every notebook's Colab setup cell from the repository URL in _config.yml.
+sync-colab: $(READY)
+	$(PY) scripts/notebooks.py sync-colab
+
+clean:
+	rm -rf _build

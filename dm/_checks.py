@@ -1,0 +1,92 @@
+"""Argument checks shared by `dm.weights`, `dm.losses` and `dm.noise`.
+
+Every check raises a ``ValueError`` or ``TypeError`` whose message names the
+offending argument and value, so that bad input fails loudly instead of
+producing silently wrong numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+
+def real(name: str, value) -> float:
+    """A finite real number (bools are rejected: ``lam=True`` is a mistake)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def nonnegative(name: str, value) -> float:
+    value = real(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def positive(name: str, value) -> float:
+    value = real(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def gce_q(value) -> float:
+    value = real("q", value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"q must lie in (0, 1], got {value!r}")
+    return value
+
+
+def log_zero(value) -> float:
+    """SL's constant A, the value given to log 0; it must be negative."""
+    value = real("A", value)
+    if value >= 0:
+        raise ValueError(f"A (the value of log 0 in SL) must be < 0, got {value!r}")
+    return value
+
+
+def reduction(value, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"reduction must be one of {allowed}, got {value!r}")
+    return value
+
+
+def logits_and_targets(logits, targets, check_values: bool) -> None:
+    """Shape and dtype checks always run (they are free); value checks
+    (finite logits, targets in range) read the tensors' values, which costs a
+    device synchronisation, and run only when ``check_values`` is true."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    if not isinstance(targets, torch.Tensor):
+        raise TypeError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be 2-D [batch, classes], got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+    batch, classes = logits.shape
+    if batch == 0:
+        raise ValueError("empty batch: logits has shape (0, C)")
+    if classes < 2:
+        raise ValueError(f"need at least 2 classes, got logits of shape {tuple(logits.shape)}")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be an integer tensor of class indices, got dtype {targets.dtype}")
+    if targets.dim() != 1 or targets.shape[0] != batch:
+        raise ValueError(
+            f"targets must have shape ({batch},) to match logits {tuple(logits.shape)}, "
+            f"got {tuple(targets.shape)}"
+        )
+    if check_values:
+        if not bool(torch.isfinite(logits).all()):
+            bad = logits[~torch.isfinite(logits)][0].item()
+            raise ValueError(f"logits must be finite, found {bad}")
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= classes:
+            bad = low if low < 0 else high
+            raise ValueError(f"targets must lie in [0, {classes - 1}], found {bad}")

@@ -1,0 +1,75 @@
+"""Maintenance of the chapter notebooks.
+
+    python scripts/notebooks.py sync-colab            # rewrite every notebook's Colab cell
+    python scripts/notebooks.py execute NB [NB ...]   # run notebooks, store their outputs
+
+The repository URL lives in `_config.yml` only; `colab_cell_source()` turns it
+into the setup cell that opens every notebook, and tests/test_book.py checks
+that each notebook's first cell is exactly that.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SETUP_TAG = "colab-setup"
+
+
+def repository_url() -> str:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config["repository"]["url"].rstrip("/")
+
+
+def colab_cell_source() -> str:
+    return (
+        "# Setup. On Colab this installs the `dm` package from the book's repository;\n"
+        "# elsewhere `make book` / `make test` have installed it already.\n"
+        "import sys\n"
+        "\n"
+        'if "google.colab" in sys.modules:\n'
+        f'    %pip install -q "dm @ git+{repository_url()}"'
+    )
+
+
+def sync_colab(paths) -> None:
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        first = nb.cells[0] if nb.cells else None
+        if first is not None and SETUP_TAG in first.get("metadata", {}).get("tags", []):
+            first.source = colab_cell_source()
+        else:
+            cell = nbformat.v4.new_code_cell(colab_cell_source())
+            cell.metadata["tags"] = [SETUP_TAG]
+            nb.cells.insert(0, cell)
+        nbformat.write(nb, path)
+        print(f"synced {path.relative_to(ROOT)}")
+
+
+def execute(paths) -> None:
+    from nbclient import NotebookClient
+
+    for path in paths:
+        path = Path(path).resolve()
+        nb = nbformat.read(path, as_version=4)
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        nbformat.write(nb, path)
+        print(f"executed {path.relative_to(ROOT)} in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "sync-colab":
+        sync_colab([Path(a).resolve() for a in args] or NOTEBOOKS)
+    elif command == "execute":
+        execute(args or NOTEBOOKS)
+    else:
+        raise SystemExit(__doc__)

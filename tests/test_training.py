@@ -1,0 +1,48 @@
+"""Training behaviour on a small real problem (scikit-learn's digits), not only formulas."""
+
+import pytest
+import torch
+
+import dm
+from dm import digits
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def noisy_digits():
+    return digits.load(noise_rate=0.4, seed=0)
+
+
+def test_load_digits_splits_and_noise(noisy_digits):
+    d = noisy_digits
+    assert d.x_train.shape == (1257, 64) and d.x_test.shape == (540, 64)
+    rate = dm.noise.realised_rate(d.y_train_clean, d.y_train)
+    assert rate == round(0.4 * 1257) / 1257
+    assert len(digits.load(val_fraction=0.2).y_val) == 360
+
+
+def test_eps_zero_lets_logits_grow_without_bound_and_default_eps_does_not(noisy_digits):
+    # DM's weight is 1 at p = 1, so with eps = 0 (paper eq. 7 exactly) examples
+    # the model already fits keep being pushed: the logits grow geometrically.
+    # The authors' eps = 1e-6 fades the push once 1 - p is near eps.
+    runs = {eps: digits.train(dm.DMLoss(0.5, 8.0, eps=eps, check_inputs=False), noisy_digits,
+                              steps=3000, lr=0.01, record_every=1500)
+            for eps in (0.0, 1e-6)}
+    exact, default = runs[0.0]["max_abs_logit"], runs[1e-6]["max_abs_logit"]
+    assert exact[-1] > 1e5 and exact[-1] > 100 * default[-1]
+    assert exact[-1] / exact[0] > 10          # still growing fast at the end
+    assert default[-1] < 1e3 and default[-1] / default[0] < 2
+
+
+def test_dm_and_cce_learn_clean_digits():
+    clean = digits.load(noise_rate=0.0, seed=1)
+    for loss in (dm.CCE(), dm.DMLoss(0.5, 8.0), dm.DN(dm.CCE()), dm.GCE(0.7)):
+        run = digits.train(loss, clean, steps=600, lr=0.05, record_every=600)
+        assert run["test_accuracy"][-1] > 0.9, (loss, run["test_accuracy"])
+
+
+def test_training_is_seeded(noisy_digits):
+    a = digits.train(dm.DMLoss(0.5, 8.0), noisy_digits, steps=50, record_every=50, seed=3)
+    b = digits.train(dm.DMLoss(0.5, 8.0), noisy_digits, steps=50, record_every=50, seed=3)
+    assert a["test_accuracy"] == b["test_accuracy"] and a["max_abs_logit"] == b["max_abs_logit"]
