@@ -107,6 +107,8 @@ class _LogitLoss(nn.Module):
         raise NotImplementedError
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of ``logits`` [B, C] for class indices ``targets`` [B]; its
+        backward pass gives the designed gradient (see the class docstring)."""
         _checks.logits_and_targets(logits, targets, self.check_inputs)
         t = _terms(logits, targets)
         rows = self.weight(t.p, t.q)[:, None] * t.direction
@@ -219,6 +221,8 @@ class DN(nn.Module):
         self.reduction = _checks.reduction(reduction, ("mean", "none"))
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of ``logits`` [B, C] for class indices ``targets`` [B]; its
+        backward pass gives the designed gradient (see the class docstring)."""
         _checks.logits_and_targets(logits, targets, self.loss.check_inputs)
         t = _terms(logits, targets)
         w = self.loss.weight(t.p, t.q)
@@ -276,6 +280,8 @@ class DMLoss(nn.Module):
         self.check_inputs = bool(check_inputs)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of ``logits`` [B, C] for class indices ``targets`` [B]; its
+        backward pass gives the designed gradient (see the class docstring)."""
         _checks.logits_and_targets(logits, targets, self.check_inputs)
         t = _terms(logits, targets)
         normalised = torch.softmax(_w._dm_log(t.p, t.q, self.lam, self.beta), dim=0)

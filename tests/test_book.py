@@ -1,0 +1,55 @@
+"""The book's own invariants: table of contents, Colab cells, stored outputs."""
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("notebook_tools", ROOT / "scripts" / "notebooks.py")
+notebook_tools = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(notebook_tools)
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def toc_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def test_every_notebook_is_in_the_table_of_contents_and_back():
+    listed = {f for f in toc_files() if f.startswith("notebooks/")}
+    present = {f"notebooks/{nb.stem}" for nb in NOTEBOOKS}
+    assert listed == present
+    for f in toc_files():
+        assert any((ROOT / f).with_suffix(s).exists() for s in (".md", ".ipynb")), f
+
+
+def test_repository_url_is_a_github_url():
+    assert notebook_tools.repository_url().startswith("https://github.com/")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_the_colab_cell_for_the_configured_repository(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "code"
+    assert first.source == notebook_tools.colab_cell_source(), "run `make sync-colab`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_executed_with_the_python3_kernel(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "run `make execute NB=...`"
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), "executed out of order or partially"
+    titles = [line for c in nb.cells if c.cell_type == "markdown"
+              for line in c.source.splitlines() if line.startswith("# ")]
+    assert len(titles) == 1, titles
