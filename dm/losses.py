@@ -35,6 +35,7 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
@@ -51,18 +52,25 @@ class _Terms(NamedTuple):
 
 
 def _terms(logits: torch.Tensor, targets: torch.Tensor) -> _Terms:
-    """p, 1 - p, log p and the unit direction, computed without autograd."""
+    """p, 1 - p, log p and the unit direction, computed without autograd.
+
+    With ``s`` the log-sum-exp of the *other* classes' logits,
+    ``log p = -softplus(s - z_y)`` and ``log(1 - p) = -softplus(z_y - s)``:
+    both exact at either end, with no subtraction of rounded probabilities.
+    """
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     z = logits.detach().to(dtype)
     # A comparison, not F.one_hot: one_hot reads the targets' values (a host sync).
     is_target = torch.arange(z.shape[1], device=z.device) == targets[:, None]
-    log_norm = torch.logsumexp(z, dim=1)
+    z_y = z.gather(1, targets[:, None]).squeeze(1)
     others = z.masked_fill(is_target, -math.inf)
-    log_p = z.gather(1, targets[:, None]).squeeze(1) - log_norm
-    q = torch.exp(torch.logsumexp(others, dim=1) - log_norm)
-    # z_y - logsumexp(z) rounds to 0 as p -> 1; log1p(-q) keeps the digits.
-    log_p = torch.where(q < 0.5, torch.log1p(-q), log_p)
-    direction = 0.5 * (torch.softmax(others, dim=1) - is_target.to(dtype))
+    top = others.amax(dim=1, keepdim=True)      # finite: there are >= 2 classes
+    e = torch.exp(others - top)                 # 0 at the labelled class
+    total = e.sum(dim=1)                        # in [1, C - 1]
+    log_sum_others = top.squeeze(1) + torch.log(total)
+    log_p = -F.softplus(log_sum_others - z_y)
+    q = torch.exp(-F.softplus(z_y - log_sum_others))
+    direction = 0.5 * (e / total[:, None] - is_target.to(dtype))
     return _Terms(log_p.exp(), q, log_p, direction)
 
 
