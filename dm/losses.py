@@ -20,7 +20,8 @@ arXiv:1905.11233), and it keeps the gradient exact where the textbook route
 divides or subtracts rounded numbers. Internally ``p`` and ``1 - p`` are both
 computed from the logits in float32 (float64 for float64 logits): ``1 - p`` is
 the sum of the other classes' probabilities, so it stays exact as p -> 1 in
-float32 and bfloat16, and nothing divides by it. The gradient is returned in
+float32 and bfloat16, and nothing divides by it. The value is returned in
+that compute dtype (float32 for float16 and bfloat16 logits); the gradient in
 the logits' dtype.
 
 Input checks: shapes and dtypes are always checked. Finite logits and targets

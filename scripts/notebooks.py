@@ -58,8 +58,10 @@ def execute(paths) -> None:
     for path in paths:
         path = Path(path).resolve()
         nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:  # no per-cell timestamps: they make every diff noisy
+            cell.metadata.pop("execution", None)
         start = time.perf_counter()
-        NotebookClient(nb, timeout=600, kernel_name="python3",
+        NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=False,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         nbformat.write(nb, path)
         print(f"executed {path.relative_to(ROOT)} in {time.perf_counter() - start:.1f} s")
