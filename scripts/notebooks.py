@@ -19,7 +19,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-SETUP_TAG = "colab-setup"
+# The setup cell runs on Colab; the HTML book hides it ("remove-cell") so each
+# page opens with its title.
+SETUP_TAGS = ["colab-setup", "remove-cell"]
 
 
 def repository_url() -> str:
@@ -42,11 +44,12 @@ def sync_colab(paths) -> None:
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         first = nb.cells[0] if nb.cells else None
-        if first is not None and SETUP_TAG in first.get("metadata", {}).get("tags", []):
+        if first is not None and SETUP_TAGS[0] in first.get("metadata", {}).get("tags", []):
             first.source = colab_cell_source()
+            first.metadata["tags"] = SETUP_TAGS
         else:
             cell = nbformat.v4.new_code_cell(colab_cell_source())
-            cell.metadata["tags"] = [SETUP_TAG]
+            cell.metadata["tags"] = SETUP_TAGS
             nb.cells.insert(0, cell)
         nbformat.write(nb, path)
         print(f"synced {path.relative_to(ROOT)}")

@@ -40,6 +40,7 @@ def test_notebook_opens_with_the_colab_cell_for_the_configured_repository(path):
     first = nbformat.read(path, as_version=4).cells[0]
     assert first.cell_type == "code"
     assert first.source == notebook_tools.colab_cell_source(), "run `make sync-colab`"
+    assert first.metadata.tags == notebook_tools.SETUP_TAGS, "run `make sync-colab`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
