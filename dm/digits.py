@@ -55,19 +55,19 @@ def load(noise_rate: float = 0.0, seed: int = 0, test_fraction: float = 0.3,
     def features(a):
         return torch.as_tensor((a - mean) / std, dtype=torch.float32)
 
+    def labels(a):
+        return torch.as_tensor(a, dtype=torch.int64)
+
     y_noisy = noise.symmetric(y_train.astype(np.int64), noise_rate, NUM_CLASSES, seed)
-    labels = lambda a: torch.as_tensor(a, dtype=torch.int64)  # noqa: E731
     return Digits(features(x_train), labels(y_noisy), labels(y_train),
                   features(x_val), labels(y_val), features(x_test), labels(y_test))
 
 
 def mlp(hidden: int = 64, seed: int = 0) -> nn.Sequential:
     """A 64-``hidden``-10 ReLU network, initialised from ``seed``."""
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES))
-    torch.random.set_rng_state(gen_state)
-    return model
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching the global RNG
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES))
 
 
 @torch.no_grad()
