@@ -169,7 +169,7 @@ ALL_LOSSES = [dm.CCE(), dm.MAE(), dm.MSE(), dm.GCE(0.7), dm.SL(0.1, 1.0), dm.DN(
               dm.DMLoss(0.5, 8.0), dm.DMLoss(0.5, 8.0, eps=0.0), dm.DMLoss(0.0, -0.5)]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
 def test_extreme_logits_give_finite_values_and_gradients(loss, dtype):
     z = EXTREME.to(dtype).requires_grad_()
@@ -179,7 +179,7 @@ def test_extreme_logits_give_finite_values_and_gradients(loss, dtype):
     assert torch.isfinite(value) and torch.isfinite(g).all()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_dm_exact_as_p_goes_to_one(dtype):
     # With p this close to 1, 1 - softmax(z)_y is 0 in float32 and bfloat16.
     z = torch.tensor([[1e4, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=dtype, requires_grad=True)
@@ -207,7 +207,8 @@ def test_cce_gradient_keeps_its_labelled_component_near_p_one():
     torch.testing.assert_close(g.sum(), torch.tensor(0.0), rtol=0, atol=1e-15)
 
 
-def test_autocast_bfloat16_matches_float32():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_matches_float32(dtype):
     torch.manual_seed(0)
     model = torch.nn.Linear(20, 10)
     x, y = torch.randn(64, 20), torch.randint(0, 10, (64,))
@@ -216,10 +217,10 @@ def test_autocast_bfloat16_matches_float32():
         loss(model(x), y).backward()
         reference = model.weight.grad.clone()
         model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype):
             logits = model(x)
             value = loss(logits, y)
-        assert logits.dtype == torch.bfloat16 and value.dtype == torch.float32
+        assert logits.dtype == dtype and value.dtype == torch.float32
         value.backward()
         assert model.weight.grad.dtype == torch.float32
         torch.testing.assert_close(model.weight.grad, reference, rtol=0.05, atol=2e-3)
