@@ -46,10 +46,10 @@ def sync_colab(paths) -> None:
         first = nb.cells[0] if nb.cells else None
         if first is not None and SETUP_TAGS[0] in first.get("metadata", {}).get("tags", []):
             first.source = colab_cell_source()
-            first.metadata["tags"] = SETUP_TAGS
+            first.metadata["tags"] = list(SETUP_TAGS)
         else:
             cell = nbformat.v4.new_code_cell(colab_cell_source())
-            cell.metadata["tags"] = SETUP_TAGS
+            cell.metadata["tags"] = list(SETUP_TAGS)
             nb.cells.insert(0, cell)
         nbformat.write(nb, path)
         print(f"synced {path.relative_to(ROOT)}")
