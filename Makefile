@@ -13,9 +13,12 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize
 
 venv: $(READY)
 
+# --clear: an old venv may hold a CPU-only torch that would satisfy the pin.
+# PIP_FIND_LINKS=" ": take torch from the registry, not a local CPU wheel
+# (see requirements.txt).
 $(READY): requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PYTHON) -m venv --clear $(VENV)
+	PIP_FIND_LINKS=" " $(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

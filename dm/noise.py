@@ -15,7 +15,59 @@ import torch
 
 from . import _checks
 
-__all__ = ["symmetric", "transition_matrix", "realised_rate"]
+__all__ = [
+    "symmetric",
+    "asymmetric_cifar10",
+    "asymmetric_cifar100",
+    "transition_matrix",
+    "realised_rate",
+    "CIFAR10_CLASSES",
+    "CIFAR100_FINE",
+    "CIFAR100_COARSE",
+    "CIFAR100_FINE_TO_COARSE",
+]
+
+# CIFAR-10's class names in label order (the data set's batches.meta).
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+
+# CIFAR-100's fine and coarse class names in label order (the data set's `meta`
+# file: fine labels are alphabetical, coarse labels too).
+CIFAR100_FINE = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup",
+    "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house",
+    "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man",
+    "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange", "orchid",
+    "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy",
+    "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal",
+    "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar",
+    "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+    "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)
+CIFAR100_COARSE = (
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
+    "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
+)
+# The superclass (coarse label) of each fine label, as in the CIFAR-100 pickles'
+# `coarse_labels`. `dm.cifar` checks it against the real data when it loads
+# CIFAR-100; tests check it against the class names above.
+CIFAR100_FINE_TO_COARSE = (
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,
+    6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5,
+    5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
+    16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+)
+
+# The common asymmetric CIFAR-10 rule: truck -> automobile, bird -> airplane,
+# deer -> horse, cat <-> dog (source class: target class).
+CIFAR10_ASYMMETRIC_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 
 
 def _labels_to_numpy(labels, num_classes: int, name: str = "labels") -> np.ndarray:
@@ -79,6 +131,68 @@ def symmetric(labels, rate: float, num_classes: int, seed: int):
     noisy = clean.copy()
     shift = rng.integers(1, num_classes, size=flipped.size)
     noisy[flipped] = (clean[flipped] + shift) % num_classes
+    return _like(noisy, labels)
+
+
+def _flip(clean: np.ndarray, mapping: dict, rate: float, rng, exact: bool) -> np.ndarray:
+    """Relabel examples of each source class ``s`` in ``mapping`` as
+    ``mapping[s]``: exactly ``round(rate * n_s)`` of them (chosen uniformly
+    without replacement) when ``exact``, else each one independently with
+    probability ``rate``. Sources are visited in sorted order so the draw is
+    deterministic."""
+    noisy = clean.copy()
+    for source in sorted(mapping):
+        members = np.flatnonzero(clean == source)
+        if exact:
+            chosen = rng.choice(members, size=int(round(rate * members.size)), replace=False)
+        else:
+            chosen = members[rng.random(members.size) < rate]
+        noisy[chosen] = mapping[source]
+    return noisy
+
+
+def asymmetric_cifar10(labels, rate: float, seed: int, exact: bool = True):
+    """Asymmetric CIFAR-10 noise, the common class mapping: truck -> automobile,
+    bird -> airplane, deer -> horse, cat <-> dog. Each example of those five
+    classes is relabelled with probability ``rate``; the other five classes
+    are untouched, so the overall realised rate is about ``rate / 2``.
+
+    ``exact=True`` relabels exactly ``round(rate * n_c)`` examples of each
+    source class ``c`` (as `symmetric` does for the whole set);
+    ``exact=False`` flips each one independently (a Bernoulli draw).
+    """
+    rate = _rate(rate)
+    clean = _labels_to_numpy(labels, 10)
+    noisy = _flip(clean, CIFAR10_ASYMMETRIC_MAP, rate, np.random.default_rng(seed), exact)
+    return _like(noisy, labels)
+
+
+def asymmetric_cifar100(labels, rate: float, seed: int, exact: bool = True):
+    """Asymmetric CIFAR-100 noise as the paper defines it (after the SL paper):
+    within each of the 20 superclasses, two of its five subclasses are picked
+    at random and their labels are swapped into each other with probability
+    ``rate``. Only 40 of the 100 classes are touched, so the overall realised
+    rate is about ``0.4 * rate``.
+
+    The superclasses are CIFAR-100's own coarse labels
+    (`CIFAR100_FINE_TO_COARSE`), as the paper's authors use them. Some public
+    code (the SL and Active-Passive-Losses repositories) groups consecutive
+    fine labels 0-4, 5-9, ... instead; those are alphabetical, not
+    superclasses.
+
+    ``exact=True`` (the default, as the authors' script does) relabels exactly
+    ``round(rate * n_c)`` examples of each chosen subclass ``c``;
+    ``exact=False`` flips each one independently with probability ``rate``.
+    """
+    rate = _rate(rate)
+    clean = _labels_to_numpy(labels, 100)
+    rng = np.random.default_rng(seed)
+    coarse = np.asarray(CIFAR100_FINE_TO_COARSE)
+    mapping = {}
+    for superclass in range(20):
+        a, b = rng.choice(np.flatnonzero(coarse == superclass), size=2, replace=False)
+        mapping[int(a)], mapping[int(b)] = int(b), int(a)
+    noisy = _flip(clean, mapping, rate, rng, exact)
     return _like(noisy, labels)
 
 

@@ -81,3 +81,108 @@ def test_transition_matrix_of_symmetric_noise():
 def test_bad_input_is_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# --- asymmetric noise -------------------------------------------------------
+
+# CIFAR-100's superclasses as the data set's web page lists them (coarse name:
+# its five fine classes), written independently of dm's numeric table.
+SUPERCLASSES = {
+    "aquatic_mammals": "beaver dolphin otter seal whale",
+    "fish": "aquarium_fish flatfish ray shark trout",
+    "flowers": "orchid poppy rose sunflower tulip",
+    "food_containers": "bottle bowl can cup plate",
+    "fruit_and_vegetables": "apple mushroom orange pear sweet_pepper",
+    "household_electrical_devices": "clock keyboard lamp telephone television",
+    "household_furniture": "bed chair couch table wardrobe",
+    "insects": "bee beetle butterfly caterpillar cockroach",
+    "large_carnivores": "bear leopard lion tiger wolf",
+    "large_man-made_outdoor_things": "bridge castle house road skyscraper",
+    "large_natural_outdoor_scenes": "cloud forest mountain plain sea",
+    "large_omnivores_and_herbivores": "camel cattle chimpanzee elephant kangaroo",
+    "medium_mammals": "fox porcupine possum raccoon skunk",
+    "non-insect_invertebrates": "crab lobster snail spider worm",
+    "people": "baby boy girl man woman",
+    "reptiles": "crocodile dinosaur lizard snake turtle",
+    "small_mammals": "hamster mouse rabbit shrew squirrel",
+    "trees": "maple_tree oak_tree palm_tree pine_tree willow_tree",
+    "vehicles_1": "bicycle bus motorcycle pickup_truck train",
+    "vehicles_2": "lawn_mower rocket streetcar tank tractor",
+}
+
+
+def test_cifar100_fine_to_coarse_table_matches_the_superclass_lists():
+    assert list(noise.CIFAR100_FINE) == sorted(noise.CIFAR100_FINE) and len(noise.CIFAR100_FINE) == 100
+    assert list(noise.CIFAR100_COARSE) == sorted(SUPERCLASSES)
+    table = np.asarray(noise.CIFAR100_FINE_TO_COARSE)
+    assert table.shape == (100,) and np.all(np.bincount(table, minlength=20) == 5)
+    for coarse, fines in SUPERCLASSES.items():
+        for fine in fines.split():
+            assert noise.CIFAR100_COARSE[table[noise.CIFAR100_FINE.index(fine)]] == coarse, fine
+
+
+def cifar100_labels(per_class=500):
+    return np.repeat(np.arange(100), per_class)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.3, 0.4])
+def test_asymmetric_cifar100_swaps_two_subclasses_per_superclass(rate):
+    clean = cifar100_labels()
+    noisy = noise.asymmetric_cifar100(clean, rate, seed=123)
+    table = np.asarray(noise.CIFAR100_FINE_TO_COARSE)
+    changed = noisy != clean
+    # Flips stay inside the superclass, and touch exactly 40 classes in 20 swapped pairs.
+    assert np.all(table[noisy] == table[clean])
+    sources = np.unique(clean[changed])
+    assert sources.size == 40
+    assert np.all(np.bincount(table[sources], minlength=20) == 2)
+    for s in sources:
+        targets = np.unique(noisy[changed & (clean == s)])
+        assert targets.size == 1
+        t = targets[0]
+        assert np.all(noisy[changed & (clean == t)] == s)  # a swap, not a cycle
+        assert (changed & (clean == s)).sum() == round(rate * 500)
+    assert noise.realised_rate(clean, noisy) == pytest.approx(0.4 * round(rate * 500) / 500)
+
+
+def test_asymmetric_cifar100_bernoulli_option_is_close_to_rate():
+    clean = cifar100_labels()
+    noisy = noise.asymmetric_cifar100(clean, 0.4, seed=1, exact=False)
+    per_class = [np.mean(noisy[clean == s] != s) for s in np.unique(clean[noisy != clean])]
+    assert len(per_class) == 40
+    assert abs(np.mean(per_class) - 0.4) < 0.02
+
+
+def test_asymmetric_cifar100_seeded_and_pairs_vary_with_seed():
+    clean = cifar100_labels(20)
+    a = noise.asymmetric_cifar100(clean, 0.4, seed=5)
+    assert np.array_equal(a, noise.asymmetric_cifar100(clean, 0.4, seed=5))
+    b = noise.asymmetric_cifar100(clean, 0.4, seed=6)
+    assert set(np.unique(clean[a != clean])) != set(np.unique(clean[b != clean]))
+
+
+def test_asymmetric_cifar10_mapping():
+    clean = np.repeat(np.arange(10), 1000)
+    noisy = noise.asymmetric_cifar10(torch.as_tensor(clean), 0.3, seed=0).numpy()
+    T = noise.transition_matrix(clean, noisy, 10)
+    names = noise.CIFAR10_CLASSES
+    for src, dst in [("truck", "automobile"), ("bird", "airplane"), ("deer", "horse"), ("cat", "dog"), ("dog", "cat")]:
+        i, j = names.index(src), names.index(dst)
+        assert T[i, j] == pytest.approx(0.3) and T[i, i] == pytest.approx(0.7)
+    for name in ("airplane", "automobile", "frog", "horse", "ship"):
+        i = names.index(name)
+        assert T[i, i] == 1.0
+    assert noise.realised_rate(clean, noisy) == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("fn, n", [(noise.asymmetric_cifar10, 10), (noise.asymmetric_cifar100, 100)])
+def test_asymmetric_bad_input(fn, n):
+    good = np.arange(n)
+    for rate in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="rate"):
+            fn(good, rate, seed=0)
+    with pytest.raises(ValueError, match=f"labels must lie in \\[0, {n - 1}\\], found {n}"):
+        fn(np.array([0, n]), 0.2, seed=0)
+    with pytest.raises(TypeError, match="integer"):
+        fn(good.astype(float), 0.2, seed=0)
+    assert np.array_equal(fn(good, 0.0, seed=0), good)
