@@ -1,0 +1,505 @@
+"""The noisy-label CIFAR experiments: one configuration in, one JSON file out.
+
+A run is described by a frozen `Config` (data set, model, method, noise,
+schedule, seed); `run` trains it and writes ``<runs_dir>/<config.name()>/
+result.json``. Calling `run` again returns the stored result without
+training; a run that was interrupted (a Colab disconnect, a killed process)
+resumes from its last checkpoint and reaches the same numbers as an
+uninterrupted run (bitwise on a CPU; on a GPU up to cuDNN's nondeterminism).
+
+The training loop follows the fast-CIFAR pattern: the training set lives on
+the device as one uint8 tensor; each batch is an index into it; augmentation
+(`dm.cifar.augment`) and normalisation run on the whole batch on the device;
+bfloat16 autocast and channels-last memory on CUDA; optional
+``torch.compile``. The loss always sees float32 logits. Nothing in the loop
+reads a value back to the host except at evaluation points.
+
+Randomness is a function of the seed and the position in training, not of
+a generator's history: the batch order of epoch ``e`` comes from a generator
+seeded with ``(seed, e)`` and the augmentation of iteration ``t`` from one
+seeded with ``(seed, t)``. That is what makes resuming exact without saving
+generator states.
+
+Command line (one run per process, so sweeps run on any scheduler)::
+
+    python -m dm.experiments --dataset cifar100 --method DM --lam 0.5 --beta 8 \\
+        --noise symmetric --noise-rate 0.4 --runs-dir runs --download
+
+``python -m dm.experiments --help`` lists every `Config` field as a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import _checks, cifar, losses, noise
+from .resnet import resnet
+
+__all__ = [
+    "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "TABLE1_ROWS",
+    "table1_config", "make_loss", "lr_at", "run", "load_result", "mode", "main",
+]
+
+# The methods of the paper's tables, by the names its rows use.
+METHODS = ("CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM")
+NOISE_KINDS = ("symmetric", "asymmetric")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that determines a run's numbers. Defaults: the paper's
+    CIFAR-100 setting (Table 1; SGD, momentum 0.9, weight decay 1e-4, batch
+    256, 30k iterations, lr 0.1 divided by 10 at 15k and 22k; ResNet-44)."""
+
+    dataset: str = "cifar100"           # "cifar10" or "cifar100"
+    model: str = "resnet44"             # "resnet<depth>", depth in dm.resnet.DEPTHS
+    method: str = "CCE"                 # one of METHODS
+    lam: float = 0.0                    # DM's lambda (method "DM" only)
+    beta: float = 0.0                   # DM's beta (method "DM" only)
+    gce_q: float = 0.7                  # GCE's q (methods "GCE", "GCE-DN")
+    noise: str = "symmetric"            # "symmetric" or "asymmetric" (dm.noise)
+    noise_rate: float = 0.0
+    iterations: int = 30_000
+    batch_size: int = 256
+    lr: float = 0.1
+    lr_milestones: tuple = (15_000, 22_000)
+    lr_decay: float = 0.1               # lr is multiplied by this at each milestone
+    momentum: float = 0.9
+    weight_decay: float = 1e-4          # paper's text; the authors' solver files use 5e-4
+    val_fraction: float = 0.0           # 0.2: the paper's 80 % noisy train / 20 % clean validation split
+    seed: int = 123                     # the authors' seed
+    eval_every: int = 1000              # the authors log test accuracy every 1000 iterations
+    checkpoint_every: int = 1000
+
+    def __post_init__(self):
+        if self.dataset not in cifar.NUM_CLASSES:
+            raise ValueError(f"dataset must be 'cifar10' or 'cifar100', got {self.dataset!r}")
+        resnet(self.model, 10)  # raises on a bad name
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        _checks.nonnegative("lam", self.lam)
+        _checks.real("beta", self.beta)
+        _checks.gce_q(self.gce_q)
+        if self.noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
+        if not 0.0 <= _checks.real("noise_rate", self.noise_rate) < 1.0:
+            raise ValueError(f"noise_rate must lie in [0, 1), got {self.noise_rate!r}")
+        if not 0.0 <= _checks.real("val_fraction", self.val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
+        for field in ("iterations", "batch_size", "eval_every", "checkpoint_every"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        _checks.positive("lr", self.lr)
+        _checks.nonnegative("momentum", self.momentum)
+        _checks.nonnegative("weight_decay", self.weight_decay)
+        object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
+
+    def name(self) -> str:
+        """A readable, unique folder name for the run."""
+        method = self.method
+        if self.method == "DM":
+            method = f"DM-lam{self.lam:g}-beta{self.beta:g}"
+        elif self.method.startswith("GCE"):
+            method = f"{self.method}-q{self.gce_q:g}"
+        noise_tag = "clean" if self.noise_rate == 0 else f"{self.noise[:3]}{self.noise_rate:g}"
+        parts = [self.dataset, self.model, noise_tag, method]
+        defaults = Config(dataset=self.dataset, model=self.model, method=self.method,
+                          lam=self.lam, beta=self.beta, gce_q=self.gce_q,
+                          noise=self.noise, noise_rate=self.noise_rate, seed=self.seed)
+        if self != defaults:  # anything else changed: keep names unique
+            changed = {k: v for k, v in dataclasses.asdict(self).items()
+                       if v != getattr(defaults, k)}
+            parts.append("x" + _short_hash(changed))
+        parts.append(f"seed{self.seed}")
+        return "_".join(parts)
+
+
+def _short_hash(obj) -> str:
+    import hashlib
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+# The paper's two CIFAR settings. CIFAR-10 with ResNet-56 (Table 9, Figure 2):
+# the paper gives no separate schedule for it, so the CIFAR-100 one is used.
+PAPER_CIFAR100 = Config()
+PAPER_CIFAR10_RESNET56 = Config(dataset="cifar10", model="resnet56")
+
+# Table 1's rows as method settings. DM's beta per column: where the authors'
+# public run folders (github.com/XinshaoAmosWang/DerivativeManipulation,
+# CIFAR100_ResNet44_V03_*) show it, that value; otherwise a guess, marked so.
+TABLE1_ROWS = {
+    "CCE": {"method": "CCE"}, "GCE": {"method": "GCE"},
+    "MAE": {"method": "MAE"}, "MSE": {"method": "MSE"},
+    "CCE-DN": {"method": "CCE-DN"}, "GCE-DN": {"method": "GCE-DN"},
+    "MAE-DN": {"method": "MAE-DN"}, "MSE-DN": {"method": "MSE-DN"},
+    "DM (beta = 0)": {"method": "DM", "lam": 1.0, "beta": 0.0},
+    "DM (lambda = 0)": {"method": "DM", "lam": 0.0},
+    "DM (lambda = 0.5)": {"method": "DM", "lam": 0.5},
+    "DM (lambda = 1)": {"method": "DM", "lam": 1.0},
+}
+# (lambda, column key) -> (beta, source). Columns as in dm/data/paper_tables.json.
+TABLE1_DM_BETA = {
+    **{(0.0, c): (1.0, "authors' run folder") for c in ("s0.2", "s0.4", "s0.6")},
+    (0.0, "clean"): (2.0, "authors' run folder"),
+    (0.5, "clean"): (6.0, "authors' run folder"), (0.5, "s0.2"): (6.0, "authors' run folder"),
+    (0.5, "s0.4"): (8.0, "authors' run folder"), (0.5, "s0.6"): (8.0, "authors' run folder"),
+    **{(0.0, c): (1.0, "guessed") for c in ("a0.2", "a0.3", "a0.4")},
+    **{(0.5, c): (6.0, "guessed") for c in ("a0.2", "a0.3", "a0.4")},
+    (1.0, "clean"): (8.0, "guessed"), (1.0, "s0.2"): (8.0, "guessed"),
+    (1.0, "s0.4"): (12.0, "guessed"), (1.0, "s0.6"): (12.0, "guessed"),
+    **{(1.0, c): (8.0, "guessed") for c in ("a0.2", "a0.3", "a0.4")},
+}
+
+
+def table1_config(row: str, column: dict, base: Config = PAPER_CIFAR100):
+    """The `Config` of one Table 1 cell, and where its DM beta came from.
+
+    ``column`` is one of the paper table's column records (``{"key": "s0.4",
+    "noise": "symmetric", "rate": 0.4}``). Returns ``(config, beta_source)``;
+    ``beta_source`` is None for non-DM rows and for "DM (beta = 0)"."""
+    if row not in TABLE1_ROWS:
+        raise ValueError(f"row must be one of {list(TABLE1_ROWS)}, got {row!r}")
+    settings, source = dict(TABLE1_ROWS[row]), None
+    if settings["method"] == "DM" and "beta" not in settings:
+        settings["beta"], source = TABLE1_DM_BETA[(settings["lam"], column["key"])]
+    config = dataclasses.replace(base, noise=column["noise"], noise_rate=column["rate"], **settings)
+    return config, source
+
+
+def make_loss(config: Config) -> torch.nn.Module:
+    """The loss module of ``config.method`` (input checks off: `run` checks
+    the labels once, up front)."""
+    base = config.method.removesuffix("-DN")
+    if base == "DM":
+        return losses.DMLoss(config.lam, config.beta, check_inputs=False)
+    loss = {"CCE": lambda: losses.CCE(check_inputs=False),
+            "GCE": lambda: losses.GCE(config.gce_q, check_inputs=False),
+            "MAE": lambda: losses.MAE(check_inputs=False),
+            "MSE": lambda: losses.MSE(check_inputs=False)}[base]()
+    return losses.DN(loss) if config.method.endswith("-DN") else loss
+
+
+def lr_at(config: Config, iteration: int) -> float:
+    """The multistep learning rate for (0-based) ``iteration``."""
+    drops = sum(iteration >= m for m in config.lr_milestones)
+    return config.lr * config.lr_decay ** drops
+
+
+def mode() -> str:
+    """The notebooks' switch: ``$DM_MODE``, "full" (the paper's settings on the
+    real data, needs a GPU) or "smoke" (a few iterations on a fabricated tiny
+    data set, CPU). Default "full"."""
+    value = os.environ.get("DM_MODE", "full")
+    if value not in ("full", "smoke"):
+        raise ValueError(f"DM_MODE must be 'full' or 'smoke', got {value!r}")
+    return value
+
+
+# --- the run ------------------------------------------------------------------
+
+def _noisy_labels(config: Config, clean: np.ndarray) -> np.ndarray:
+    # Seeded from the run's seed, so every method sees the same corrupted labels.
+    if config.noise_rate == 0:
+        return clean.copy()
+    if config.noise == "symmetric":
+        return noise.symmetric(clean, config.noise_rate, cifar.NUM_CLASSES[config.dataset], config.seed)
+    rule = noise.asymmetric_cifar10 if config.dataset == "cifar10" else noise.asymmetric_cifar100
+    return rule(clean, config.noise_rate, config.seed)
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def load_result(config: Config, runs_dir) -> Optional[dict]:
+    """The stored result of ``config`` under ``runs_dir``, or None."""
+    path = Path(runs_dir) / config.name() / "result.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+class _Evaluator:
+    """Accuracy and mean p of the labelled class, without augmentation."""
+
+    def __init__(self, model, dataset: str, device, amp: bool, memory_format, batch_size=1000):
+        self.model, self.dataset, self.device = model, dataset, device
+        self.amp, self.memory_format, self.batch_size = amp, memory_format, batch_size
+
+    @torch.no_grad()
+    def predictions(self, images: torch.Tensor, labels: torch.Tensor):
+        """(correct, p of ``labels``) for every image, as device tensors."""
+        was_training = self.model.training
+        self.model.eval()
+        correct, p = [], []
+        for start in range(0, len(labels), self.batch_size):
+            x = cifar.normalize(images[start:start + self.batch_size], self.dataset)
+            x = x.contiguous(memory_format=self.memory_format)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+                logits = self.model(x).float()
+            y = labels[start:start + self.batch_size]
+            correct.append(logits.argmax(1) == y)
+            p.append(torch.softmax(logits, 1).gather(1, y[:, None])[:, 0])
+        self.model.train(was_training)
+        return torch.cat(correct), torch.cat(p)
+
+
+def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=None,
+        amp: Optional[bool] = None, compile: bool = False, progress: bool = True,
+        stop_at: Optional[int] = None, eval_train: bool = True) -> Optional[dict]:
+    """Train ``config`` (or resume it, or return its stored result).
+
+    ``data``: a `dm.cifar.Cifar` of ``config.dataset`` (default: `dm.cifar.load`
+    from the cache folder). ``device``: default CUDA when available. ``amp``:
+    bfloat16 autocast, default on for CUDA. ``compile``: ``torch.compile`` the
+    model. ``stop_at``: stop after that many iterations, as an interruption
+    would (for tests); returns None then. ``eval_train``: also record the
+    training-set measurements (accuracy on corrupted and intact labels, mean
+    p of each; Table 9 and Figure 2a), one forward pass over the training set
+    per evaluation.
+
+    Returns the result dict that is also written to
+    ``<runs_dir>/<config.name()>/result.json``; the final weights go to
+    ``model.pt`` beside it.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a dm.experiments.Config, got {type(config).__name__}")
+    out = Path(runs_dir) / config.name()
+    stored = load_result(config, runs_dir)
+    if stored is not None:
+        return stored
+    out.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = cifar.load(config.dataset)
+    if data.name != config.dataset:
+        raise ValueError(f"data is {data.name} but config.dataset is {config.dataset}")
+    device = _device(device)
+    amp = device.type == "cuda" if amp is None else bool(amp)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+    # Data: split, corrupt, move to the device once.
+    train_idx, val_idx = cifar.split_train_val(data.y_train, config.val_fraction, config.seed)
+    clean = data.y_train[train_idx]
+    noisy = _noisy_labels(config, clean)
+    num_classes = cifar.NUM_CLASSES[config.dataset]
+    n = len(train_idx)
+    if n < config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {n} training images")
+    x_train = torch.from_numpy(data.x_train[train_idx]).to(device)
+    y_train = torch.from_numpy(noisy).to(device)
+    corrupted = torch.from_numpy(noisy != clean).to(device)
+    x_test = torch.from_numpy(data.x_test).to(device)
+    y_test = torch.from_numpy(data.y_test).to(device)
+    x_val = torch.from_numpy(data.x_train[val_idx]).to(device)
+    y_val = torch.from_numpy(data.y_train[val_idx]).to(device)  # clean labels
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = resnet(config.model, num_classes)
+    model = model.to(device, memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    loss_fn = make_loss(config)
+    forward = torch.compile(model) if compile else model
+    evaluator = _Evaluator(model, config.dataset, device, amp, memory_format)
+
+    history = {key: [] for key in (
+        "iteration", "lr", "train_loss", "test_accuracy", "val_accuracy",
+        "train_accuracy_corrupted", "train_accuracy_intact", "mean_p_corrupted", "mean_p_intact")}
+    start, wall, segments = 0, 0.0, []
+    loss_sum = torch.zeros((), device=device)
+    loss_count = 0
+    checkpoint_path = out / "checkpoint.pt"
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["config"] != dataclasses.asdict(config):
+            raise ValueError(f"{checkpoint_path} belongs to a different configuration")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, wall, history = state["iteration"], state["wall_seconds"], state["history"]
+        segments = state["segments"]
+        loss_sum = torch.tensor(state["loss_sum"], device=device)
+        loss_count = state["loss_count"]
+
+    def evaluate(iteration: int) -> None:
+        history["iteration"].append(iteration)
+        history["lr"].append(lr_at(config, iteration - 1))
+        history["train_loss"].append(float(loss_sum) / max(loss_count, 1))
+
+        def mean(values: torch.Tensor):  # 6 decimals: JSON without float32 noise
+            return round(float(values.float().mean()), 6) if values.numel() else None
+
+        history["test_accuracy"].append(mean(evaluator.predictions(x_test, y_test)[0]))
+        history["val_accuracy"].append(mean(evaluator.predictions(x_val, y_val)[0]) if len(y_val) else None)
+        if eval_train:
+            correct, p = evaluator.predictions(x_train, y_train)
+            for name, mask in (("corrupted", corrupted), ("intact", ~corrupted)):
+                history[f"train_accuracy_{name}"].append(mean(correct[mask]))
+                history[f"mean_p_{name}"].append(mean(p[mask]))
+        if not math.isfinite(history["train_loss"][-1]):
+            raise FloatingPointError(
+                f"{config.name()}: training loss is {history['train_loss'][-1]} at iteration {iteration}")
+
+    def save_checkpoint(iteration: int, elapsed: float) -> None:
+        state = {"config": dataclasses.asdict(config), "iteration": iteration,
+                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "history": history, "wall_seconds": elapsed, "segments": segments,
+                 "loss_sum": float(loss_sum), "loss_count": loss_count}
+        _atomic_write(checkpoint_path, lambda p: torch.save(state, p))
+
+    batches_per_epoch = n // config.batch_size
+    order, order_epoch = None, -1
+    augment_generator = torch.Generator(device=device)
+    order_generator = torch.Generator()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.iterations, initial=start, desc=config.name(), leave=False)
+    segments.append({"start": start, "hardware": _hardware(device), "torch": torch.__version__})
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for it in range(start, config.iterations):
+        epoch, k = divmod(it, batches_per_epoch)
+        if epoch != order_epoch:
+            order_generator.manual_seed(config.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=order_generator).to(device)
+            order_epoch = epoch
+        idx = order[k * config.batch_size:(k + 1) * config.batch_size]
+        augment_generator.manual_seed(config.seed * 1_000_003 + it)
+        x = cifar.normalize(cifar.augment(x_train[idx], augment_generator), config.dataset)
+        x = x.contiguous(memory_format=memory_format)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(config, it)
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            logits = forward(x)
+        loss = loss_fn(logits.float(), y_train[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        loss_count += 1
+        done = it + 1
+        if bar is not None:
+            bar.update(1)
+        if done % config.eval_every == 0 or done == config.iterations:
+            evaluate(done)
+            loss_sum.zero_()
+            loss_count = 0
+            if bar is not None:
+                bar.set_postfix(test_acc=f"{history['test_accuracy'][-1]:.3f}")
+        if done % config.checkpoint_every == 0 or done == config.iterations or done == stop_at:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            save_checkpoint(done, wall + time.perf_counter() - t0)
+        if stop_at is not None and done >= stop_at and done < config.iterations:
+            if bar is not None:
+                bar.close()
+            return None
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall += time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+
+    test = history["test_accuracy"]
+    result = {
+        "name": config.name(),
+        "config": dataclasses.asdict(config),
+        "best_test_accuracy": max(test),
+        "final_test_accuracy": test[-1],
+        "final_val_accuracy": history["val_accuracy"][-1],
+        "final_train_accuracy_corrupted": history["train_accuracy_corrupted"][-1] if eval_train else None,
+        "final_train_accuracy_intact": history["train_accuracy_intact"][-1] if eval_train else None,
+        "realised_noise_rate": noise.realised_rate(clean, noisy),
+        "transition_matrix": np.round(noise.transition_matrix(clean, noisy, num_classes), 4).tolist(),
+        "train_size": int(n), "val_size": int(len(val_idx)), "test_size": int(len(y_test)),
+        "history": history,
+        "hardware": _hardware(device),
+        "torch": torch.__version__,
+        "amp_bf16": amp, "compiled": bool(compile),
+        "wall_seconds": wall,
+        "segments": segments,
+        # Training images per second of wall time, evaluations included.
+        "images_per_second": config.iterations * config.batch_size / max(wall, 1e-9),
+        "mode": mode(),
+    }
+    # The final weights, then the result (its presence marks the run done).
+    _atomic_write(out / "model.pt", lambda p: torch.save(model.state_dict(), p))
+    _atomic_write(out / "result.json", lambda p: p.write_text(json.dumps(result, indent=1)))
+    checkpoint_path.unlink(missing_ok=True)  # superseded by model.pt and result.json
+    return result
+
+
+# --- command line --------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dm.experiments",
+        description="Train one noisy-label CIFAR run and write its result JSON "
+                    "(resuming from a checkpoint if one exists).")
+    for field in dataclasses.fields(Config):
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "lr_milestones":
+            parser.add_argument(flag, type=int, nargs="*", default=list(field.default))
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default)
+    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    parser.add_argument("--data-root", default=None, help="CIFAR cache folder (default: $DM_DATA or ~/.cache/dm)")
+    parser.add_argument("--download", action="store_true", help="download CIFAR if missing")
+    parser.add_argument("--fabricated", action="store_true",
+                        help="use a tiny fabricated data set in CIFAR's format (smoke checks)")
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
+    config = Config(**values)
+    if args.fabricated:
+        root = Path(args.runs_dir) / "fabricated-data"
+        checksums = cifar.fabricate(root, config.dataset)
+        data = cifar.load(config.dataset, root, checksums=checksums)
+    else:
+        data = cifar.load(config.dataset, args.data_root, download=args.download)
+    result = run(config, args.runs_dir, data, device=args.device,
+                 amp=False if args.no_amp else None, compile=args.compile,
+                 progress=not args.no_progress)
+    print(json.dumps({k: result[k] for k in (
+        "name", "best_test_accuracy", "final_test_accuracy", "realised_noise_rate",
+        "hardware", "wall_seconds")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
