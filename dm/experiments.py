@@ -331,7 +331,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     history = {key: [] for key in (
         "iteration", "lr", "train_loss", "test_accuracy", "val_accuracy",
         "train_accuracy_corrupted", "train_accuracy_intact", "mean_p_corrupted", "mean_p_intact")}
-    start, wall, segments = 0, 0.0, []
+    start, wall, overhead, segments = 0, 0.0, 0.0, []
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
     checkpoint_path = out / "checkpoint.pt"
@@ -342,6 +342,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, wall, history = state["iteration"], state["wall_seconds"], state["history"]
+        overhead = state["overhead_seconds"]
         segments = state["segments"]
         loss_sum = torch.tensor(state["loss_sum"], device=device)
         loss_count = state["loss_count"]
@@ -368,7 +369,8 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     def save_checkpoint(iteration: int, elapsed: float) -> None:
         state = {"config": dataclasses.asdict(config), "iteration": iteration,
                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "history": history, "wall_seconds": elapsed, "segments": segments,
+                 "history": history, "wall_seconds": elapsed, "overhead_seconds": overhead,
+                 "segments": segments,
                  "loss_sum": float(loss_sum), "loss_count": loss_count}
         _atomic_write(checkpoint_path, lambda p: torch.save(state, p))
 
@@ -408,15 +410,21 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         done = it + 1
         if bar is not None:
             bar.update(1)
-        if done % config.eval_every == 0 or done == config.iterations:
+        is_eval = done % config.eval_every == 0 or done == config.iterations
+        is_checkpoint = done % config.checkpoint_every == 0 or done == config.iterations or done == stop_at
+        if is_eval or is_checkpoint:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            pause = time.perf_counter()
+        if is_eval:
             evaluate(done)
             loss_sum.zero_()
             loss_count = 0
             if bar is not None:
                 bar.set_postfix(test_acc=f"{history['test_accuracy'][-1]:.3f}")
-        if done % config.checkpoint_every == 0 or done == config.iterations or done == stop_at:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+        if is_eval or is_checkpoint:
+            overhead += time.perf_counter() - pause  # before saving, so a resume counts it
+        if is_checkpoint:
             save_checkpoint(done, wall + time.perf_counter() - t0)
         if stop_at is not None and done >= stop_at and done < config.iterations:
             if bar is not None:
@@ -445,9 +453,10 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         "torch": torch.__version__,
         "amp_bf16": amp, "compiled": bool(compile),
         "wall_seconds": wall,
+        # Time in evaluations and checkpoints; the rest is training steps.
+        "overhead_seconds": overhead,
         "segments": segments,
-        # Training images per second of wall time, evaluations included.
-        "images_per_second": config.iterations * config.batch_size / max(wall, 1e-9),
+        "train_images_per_second": config.iterations * config.batch_size / max(wall - overhead, 1e-9),
         "mode": mode(),
     }
     # The final weights, then the result (its presence marks the run done).
