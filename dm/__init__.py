@@ -4,6 +4,12 @@
 - `dm.losses`: losses as PyTorch modules whose gradients are those closed forms,
   derivative normalisation (`DN`) and DM itself (`DMLoss`).
 - `dm.noise`: reproducible label noise and its measurement.
+- `dm.cifar`: CIFAR-10/100 through torchvision, batch augmentation on the
+  device, and tiny fabricated archives in the official format.
+- `dm.resnet`: the CIFAR ResNets of He et al. (2016).
+- `dm.experiments`: the paper's CIFAR experiments, one resumable run per
+  configuration, one JSON result per run; also a command line
+  (``python -m dm.experiments --help``).
 - `dm.digits`: a small real problem (scikit-learn's digits) for checking
   training behaviour on a CPU.
 """

@@ -55,6 +55,8 @@ __all__ = [
 # The methods of the paper's tables, by the names its rows use.
 METHODS = ("CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM")
 NOISE_KINDS = ("symmetric", "asymmetric")
+SAMPLERS = ("uniform", "classes")
+IMAGES_PER_CLASS = 8  # the "classes" sampler's K: 256 = 32 classes x 8 images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Config:
     lr_decay: float = 0.1               # lr is multiplied by this at each milestone
     momentum: float = 0.9
     weight_decay: float = 1e-4          # paper's text; the authors' solver files use 5e-4
+    sampler: str = "uniform"            # "uniform" (paper) or "classes" (authors' code: 8 images per class)
     val_fraction: float = 0.0           # 0.2: the paper's 80 % noisy train / 20 % clean validation split
     seed: int = 123                     # the authors' seed
     eval_every: int = 1000              # the authors log test accuracy every 1000 iterations
@@ -96,6 +99,11 @@ class Config:
             raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
         if not 0.0 <= _checks.real("noise_rate", self.noise_rate) < 1.0:
             raise ValueError(f"noise_rate must lie in [0, 1), got {self.noise_rate!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.sampler == "classes" and self.batch_size % IMAGES_PER_CLASS:
+            raise ValueError(f"sampler 'classes' needs batch_size divisible by {IMAGES_PER_CLASS}, "
+                             f"got {self.batch_size}")
         if not 0.0 <= _checks.real("val_fraction", self.val_fraction) < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
         for field in ("iterations", "batch_size", "eval_every", "checkpoint_every"):
@@ -241,7 +249,12 @@ def _atomic_write(path: Path, write) -> None:
 def load_result(config: Config, runs_dir) -> Optional[dict]:
     """The stored result of ``config`` under ``runs_dir``, or None."""
     path = Path(runs_dir) / config.name() / "result.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    if result["config"] != json.loads(json.dumps(dataclasses.asdict(config))):
+        raise ValueError(f"{path} holds the result of a different configuration")
+    return result
 
 
 class _Evaluator:
@@ -375,6 +388,24 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         _atomic_write(checkpoint_path, lambda p: torch.save(state, p))
 
     batches_per_epoch = n // config.batch_size
+    # The "classes" sampler (the authors' Caffe data layer): P = batch/8
+    # classes, drawn without replacement, and 8 images of each (with
+    # replacement), by the noisy labels. The authors walk a per-epoch
+    # permutation of the classes; here each batch draws its P classes afresh.
+    by_class = torch.argsort(y_train, stable=True)
+    counts = torch.bincount(y_train, minlength=num_classes)
+    starts = torch.cumsum(counts, 0) - counts
+    present = torch.nonzero(counts).flatten()
+    classes_per_batch = config.batch_size // IMAGES_PER_CLASS
+    if config.sampler == "classes" and len(present) < classes_per_batch:
+        raise ValueError(f"sampler 'classes' needs {classes_per_batch} classes, the labels have {len(present)}")
+
+    def class_batch(generator):
+        chosen = present[torch.randperm(len(present), device=device, generator=generator)[:classes_per_batch]]
+        u = torch.rand((classes_per_batch, IMAGES_PER_CLASS), device=device, generator=generator)
+        offsets = (u * counts[chosen, None]).long()
+        return by_class[(starts[chosen, None] + offsets).flatten()]
+
     order, order_epoch = None, -1
     augment_generator = torch.Generator(device=device)
     order_generator = torch.Generator()
@@ -393,8 +424,11 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
             order_generator.manual_seed(config.seed * 1_000_003 + epoch)
             order = torch.randperm(n, generator=order_generator).to(device)
             order_epoch = epoch
-        idx = order[k * config.batch_size:(k + 1) * config.batch_size]
         augment_generator.manual_seed(config.seed * 1_000_003 + it)
+        if config.sampler == "uniform":
+            idx = order[k * config.batch_size:(k + 1) * config.batch_size]
+        else:
+            idx = class_batch(augment_generator)
         x = cifar.normalize(cifar.augment(x_train[idx], augment_generator), config.dataset)
         x = x.contiguous(memory_format=memory_format)
         for group in optimizer.param_groups:
@@ -459,6 +493,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         "train_images_per_second": config.iterations * config.batch_size / max(wall - overhead, 1e-9),
         "mode": mode(),
     }
+    result = json.loads(json.dumps(result))  # exactly what a later load_result returns
     # The final weights, then the result (its presence marks the run done).
     _atomic_write(out / "model.pt", lambda p: torch.save(model.state_dict(), p))
     _atomic_write(out / "result.json", lambda p: p.write_text(json.dumps(result, indent=1)))

@@ -1,0 +1,258 @@
+"""dm.experiments: configs, schedule, methods, the run's records, exact
+resume after an interruption, stored results, the command line."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dm import cifar, experiments as ex, losses
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar10")
+    return cifar.load("cifar10", root, checksums=cifar.fabricate(root, "cifar10", 400, 100, seed=0))
+
+
+def tiny(**changes):
+    base = dict(dataset="cifar10", model="resnet8", iterations=8, batch_size=32,
+                lr=0.05, lr_milestones=(6,), eval_every=4, checkpoint_every=2, noise_rate=0.4)
+    base.update(changes)
+    return dataclasses.replace(ex.PAPER_CIFAR10_RESNET56, **base)
+
+
+def test_paper_defaults():
+    c = ex.PAPER_CIFAR100
+    assert (c.dataset, c.model, c.iterations, c.batch_size, c.lr, c.lr_milestones) == \
+        ("cifar100", "resnet44", 30_000, 256, 0.1, (15_000, 22_000))
+    assert (c.momentum, c.weight_decay, c.seed) == (0.9, 1e-4, 123)
+    assert ex.PAPER_CIFAR10_RESNET56.model == "resnet56"
+
+
+def test_learning_rate_schedule():
+    c = ex.PAPER_CIFAR100
+    assert ex.lr_at(c, 0) == 0.1 and ex.lr_at(c, 14_999) == 0.1
+    assert ex.lr_at(c, 15_000) == pytest.approx(0.01) and ex.lr_at(c, 21_999) == pytest.approx(0.01)
+    assert ex.lr_at(c, 22_000) == pytest.approx(0.001) and ex.lr_at(c, 29_999) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("method", "Focal", "method must be one of"),
+    ("dataset", "mnist", "dataset must be"),
+    ("model", "vgg", "resnet<depth>"),
+    ("lam", -0.5, "lam must be >= 0, got -0.5"),
+    ("gce_q", 0.0, "q must lie in \\(0, 1\\], got 0.0"),
+    ("noise", "pair", "noise must be one of"),
+    ("noise_rate", 1.0, "noise_rate must lie in \\[0, 1\\), got 1.0"),
+    ("noise_rate", -0.1, "noise_rate must lie in"),
+    ("val_fraction", 1.2, "val_fraction"),
+    ("iterations", 0, "iterations must be a positive integer, got 0"),
+    ("lr", -0.1, "lr must be > 0"),
+    ("beta", float("nan"), "beta must be finite"),
+])
+def test_bad_configs_name_the_bad_value(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(ex.PAPER_CIFAR100, **{field: value})
+
+
+def test_methods_map_to_the_right_losses():
+    for method in ex.METHODS:
+        loss = ex.make_loss(dataclasses.replace(ex.PAPER_CIFAR100, method=method, lam=0.5, beta=8))
+        if method == "DM":
+            assert isinstance(loss, losses.DMLoss) and (loss.lam, loss.beta) == (0.5, 8)
+        elif method.endswith("-DN"):
+            assert isinstance(loss, losses.DN) and type(loss.loss).__name__ == method[:-3]
+        else:
+            assert type(loss).__name__ == method
+    assert ex.make_loss(dataclasses.replace(ex.PAPER_CIFAR100, method="GCE", gce_q=0.5)).q == 0.5
+
+
+def test_names_are_unique_and_readable():
+    a = dataclasses.replace(ex.PAPER_CIFAR100, method="DM", lam=0.5, beta=8, noise_rate=0.4)
+    assert a.name() == "cifar100_resnet44_sym0.4_DM-lam0.5-beta8_seed123"
+    b = dataclasses.replace(a, weight_decay=5e-4)
+    assert b.name() != a.name() and b.name().startswith("cifar100_resnet44_sym0.4_DM-lam0.5-beta8_x")
+    assert dataclasses.replace(a, noise="asymmetric", noise_rate=0.2).name().startswith(
+        "cifar100_resnet44_asy0.2_")
+    assert ex.PAPER_CIFAR100.name() == "cifar100_resnet44_clean_CCE_seed123"
+
+
+def test_table1_configs():
+    table = json.loads((ROOT / "dm" / "data" / "paper_tables.json").read_text())["table1"]
+    names = set()
+    for row in ex.TABLE1_ROWS:
+        assert row in table["rows"]
+        for column in table["columns"]:
+            config, source = ex.table1_config(row, column)
+            assert (config.noise, config.noise_rate) == (column["noise"], column["rate"])
+            assert config.iterations == 30_000 and config.model == "resnet44"
+            if row.startswith("DM (lambda"):
+                assert source in ("authors' run folder", "guessed")
+            names.add(config.name())
+    assert len(names) == 12 * 7
+    config, source = ex.table1_config("DM (lambda = 0.5)", {"key": "s0.4", "noise": "symmetric", "rate": 0.4})
+    assert (config.lam, config.beta, source) == (0.5, 8.0, "authors' run folder")
+
+
+def test_run_records_what_the_tables_need(data, tmp_path):
+    result = ex.run(tiny(), tmp_path, data, progress=False)
+    h = result["history"]
+    assert h["iteration"] == [4, 8]
+    assert h["lr"] == [0.05, pytest.approx(0.005)]
+    for key in ("test_accuracy", "train_accuracy_corrupted", "train_accuracy_intact",
+                "mean_p_corrupted", "mean_p_intact"):
+        assert len(h[key]) == 2 and all(0 <= v <= 1 for v in h[key]), key
+    assert result["best_test_accuracy"] == max(h["test_accuracy"])
+    assert result["final_test_accuracy"] == h["test_accuracy"][-1]
+    assert result["realised_noise_rate"] == 0.4
+    T = np.array(result["transition_matrix"])
+    assert T.shape == (10, 10) and np.allclose(T.sum(1), 1, atol=1e-3)
+    assert np.allclose(np.diag(T).mean(), 0.6, atol=1e-3)
+    assert result["hardware"].startswith("CPU") and result["wall_seconds"] > 0
+    assert result["train_images_per_second"] > 0
+    folder = tmp_path / result["name"]
+    assert json.loads((folder / "result.json").read_text()) == result
+    assert (folder / "model.pt").exists() and not (folder / "checkpoint.pt").exists()
+
+
+def test_stored_result_is_returned_without_training(data, tmp_path):
+    first = ex.run(tiny(), tmp_path, data, progress=False)
+    (tmp_path / first["name"] / "model.pt").unlink()
+    again = ex.run(tiny(), tmp_path, data, progress=False)
+    assert again == first and not (tmp_path / first["name"] / "model.pt").exists()
+
+
+@pytest.mark.parametrize("stop", [3, 6])  # mid eval interval; at an evaluation
+def test_resume_reaches_the_same_numbers(data, tmp_path, stop):
+    config = tiny(method="DM", lam=0.5, beta=8)
+    whole = ex.run(config, tmp_path / "whole", data, progress=False)
+    assert ex.run(config, tmp_path / "cut", data, progress=False, stop_at=stop) is None
+    assert (tmp_path / "cut" / config.name() / "checkpoint.pt").exists()
+    resumed = ex.run(config, tmp_path / "cut", data, progress=False)
+    assert resumed["history"] == whole["history"]
+    assert [s["start"] for s in resumed["segments"]] == [0, stop]
+    a = torch.load(tmp_path / "whole" / config.name() / "model.pt")
+    b = torch.load(tmp_path / "cut" / config.name() / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_of_another_config_is_refused(data, tmp_path):
+    config = tiny()
+    ex.run(config, tmp_path, data, progress=False, stop_at=2)
+    state = torch.load(tmp_path / config.name() / "checkpoint.pt", weights_only=False)
+    state["config"]["lr"] = 0.5
+    torch.save(state, tmp_path / config.name() / "checkpoint.pt")
+    with pytest.raises(ValueError, match="different configuration"):
+        ex.run(config, tmp_path, data, progress=False)
+
+
+def test_val_split_uses_clean_labels_and_noise_only_on_train(data, tmp_path):
+    result = ex.run(tiny(val_fraction=0.2, iterations=4), tmp_path, data, progress=False)
+    assert result["val_size"] == 80 and result["train_size"] == 320
+    assert result["final_val_accuracy"] is not None
+    assert result["realised_noise_rate"] == 0.4
+
+
+def test_noise_is_the_same_for_every_method(data):
+    a = ex._noisy_labels(tiny(method="CCE"), data.y_train)
+    b = ex._noisy_labels(tiny(method="DM", lam=1, beta=4), data.y_train)
+    assert np.array_equal(a, b) and np.mean(a != data.y_train) == 0.4
+    asym = ex._noisy_labels(tiny(noise="asymmetric", noise_rate=0.4), data.y_train)
+    assert set(np.unique(data.y_train[asym != data.y_train])) <= {2, 3, 4, 5, 9}
+
+
+def test_wrong_data_set_is_refused(data, tmp_path):
+    with pytest.raises(ValueError, match="data is cifar10 but config.dataset is cifar100"):
+        ex.run(dataclasses.replace(tiny(), dataset="cifar100"), tmp_path, data, progress=False)
+
+
+def test_training_learns_the_fabricated_classes(data, tmp_path):
+    """On clean fabricated data (colour and position mark the class) a few
+    dozen steps of CCE and of DM reach well above chance (10 %)."""
+    for method in ("CCE", "DM"):
+        config = tiny(method=method, lam=0.5, beta=2, noise_rate=0.0, iterations=40,
+                      lr_milestones=(30,), eval_every=40, checkpoint_every=40)
+        result = ex.run(config, tmp_path, data, progress=False, eval_train=False)
+        assert result["final_test_accuracy"] > 0.5, (method, result["final_test_accuracy"])
+
+
+def test_mode_switch(monkeypatch):
+    monkeypatch.delenv("DM_MODE", raising=False)
+    assert ex.mode() == "full"
+    monkeypatch.setenv("DM_MODE", "smoke")
+    assert ex.mode() == "smoke"
+    monkeypatch.setenv("DM_MODE", "fast")
+    with pytest.raises(ValueError, match="'fast'"):
+        ex.mode()
+
+
+CLI = [sys.executable, "-m", "dm.experiments", "--fabricated", "--dataset", "cifar10",
+       "--model", "resnet8", "--batch-size", "32", "--method", "DM", "--lam", "0.5",
+       "--beta", "4", "--noise-rate", "0.2", "--lr-milestones", "20", "--no-progress"]
+
+
+def test_command_line_run(tmp_path):
+    out = subprocess.run(CLI + ["--iterations", "3", "--eval-every", "3", "--runs-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["realised_noise_rate"] == 0.2
+    (folder,) = [p for p in tmp_path.iterdir() if p.name != "fabricated-data"]
+    assert json.loads((folder / "result.json").read_text())["config"]["beta"] == 4.0
+
+
+def test_command_line_survives_a_kill(tmp_path):
+    """SIGKILL the process after its first checkpoint; a second process
+    resumes and ends where an uninterrupted one does."""
+    args = ["--iterations", "30", "--eval-every", "10", "--checkpoint-every", "5"]
+    proc = subprocess.Popen(CLI + args + ["--runs-dir", str(tmp_path / "cut")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while not list((tmp_path / "cut").glob("*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (checkpoint,) = list((tmp_path / "cut").glob("*/checkpoint.pt"))
+    assert torch.load(checkpoint, weights_only=False)["iteration"] < 30
+    for runs in ("cut", "whole"):
+        out = subprocess.run(CLI + args + ["--runs-dir", str(tmp_path / runs)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+    cut = json.loads(next((tmp_path / "cut").glob("*/result.json")).read_text())
+    whole = json.loads(next((tmp_path / "whole").glob("*/result.json")).read_text())
+    assert cut["history"] == whole["history"] and len(cut["segments"]) == 2
+
+
+def test_class_balanced_sampler(data, tmp_path, monkeypatch):
+    """sampler="classes": every batch holds 8 images of each of batch/8
+    distinct (noisy) classes."""
+    seen = []
+    real_augment = cifar.augment
+
+    def spy(images, generator=None, **kw):
+        seen.append(images.clone())
+        return real_augment(images, generator, **kw)
+
+    monkeypatch.setattr(cifar, "augment", spy)
+    config = tiny(sampler="classes", batch_size=32, iterations=3, noise_rate=0.0)
+    ex.run(config, tmp_path, data, progress=False, eval_train=False)
+    lookup = {data.x_train[i].tobytes(): data.y_train[i] for i in range(len(data.y_train))}
+    for batch in seen:
+        labels = np.array([lookup[img.numpy().tobytes()] for img in batch])
+        values, counts = np.unique(labels, return_counts=True)
+        assert len(values) == 4 and np.all(counts == 8)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        tiny(sampler="classes", batch_size=30)
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        tiny(sampler="pk")
