@@ -73,6 +73,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` for images ``x`` of shape ``[B, 3, 32, 32]``."""
         x = F.relu(self.bn(self.conv(x)))
         x = self.blocks(x)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)

@@ -2,6 +2,7 @@
 
     python scripts/notebooks.py sync-colab            # rewrite every notebook's Colab cell
     python scripts/notebooks.py execute NB [NB ...]   # run notebooks, store their outputs
+    python scripts/notebooks.py stored-config PATH    # _config.yml, but render stored outputs
 
 The repository URL lives in `_config.yml` only; `colab_cell_source()` turns it
 into the setup cell that opens every notebook, and tests/test_book.py checks
@@ -70,11 +71,26 @@ def execute(paths) -> None:
         print(f"executed {path.relative_to(ROOT)} in {time.perf_counter() - start:.1f} s")
 
 
+def stored_config(path) -> None:
+    """Write a copy of `_config.yml` that renders the notebooks' stored
+    outputs instead of executing them. `make test` builds the book with it
+    right after nbval has re-executed every notebook and checked that its
+    stored outputs are current, so executing them all again would only
+    repeat that work; `make book` still executes."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "sync-colab":
         sync_colab([Path(a).resolve() for a in args] or NOTEBOOKS)
     elif command == "execute":
         execute(args or NOTEBOOKS)
+    elif command == "stored-config" and len(args) == 1:
+        stored_config(args[0])
     else:
         raise SystemExit(__doc__)
