@@ -1,0 +1,129 @@
+"""The selection protocol of `dm.digits` (chapter 7): fit on 80 % of the noisy
+training data, choose on the clean 20 %, retrain on all of it, test once."""
+
+import numpy as np
+import pytest
+import torch
+
+import dm
+from dm import digits
+from dm.digits import Setting
+
+torch.set_num_threads(1)
+
+FAST = dict(steps=40, lr=0.05)
+GRID = [Setting("DM", lam=0.0, beta=1.0), Setting("DM", lam=0.5, beta=8.0),
+        Setting("DM", lam=2.0, beta=16.0)]
+METHODS = {"CCE": [Setting("CCE")], "GCE": [Setting("GCE", q=0.7)], "DM": GRID,
+           "DM (lam > 0)": GRID[1:]}
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    return digits.load(noise_rate=0.4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def outcome(noisy):
+    return digits.select_and_retrain(noisy, METHODS, seed=0, **FAST)
+
+
+def test_setting_builds_the_dm_losses():
+    assert isinstance(Setting("CCE").make(), dm.CCE)
+    gce = Setting("GCE", q=0.7).make()
+    assert isinstance(gce, dm.GCE) and gce.q == 0.7
+    loss = Setting("DM", lam=0.5, beta=8.0).make()
+    assert isinstance(loss, dm.DMLoss) and (loss.lam, loss.beta, loss.eps) == (0.5, 8.0, 1e-6)
+    assert Setting("DM", lam=2.0, beta=1.0).psi == dm.weights.emphasis_mode(2.0) == 2 / 3
+    assert Setting("CCE").psi is None
+    with pytest.raises(ValueError, match="unknown loss"):
+        Setting("MAE").make()
+
+
+def test_selection_split_is_a_seeded_partition():
+    fit, val = digits.selection_split(1257, 0.2, seed=3)
+    assert (len(fit), len(val)) == (1006, 251)
+    assert sorted(torch.cat([fit, val]).tolist()) == list(range(1257))
+    again = digits.selection_split(1257, 0.2, seed=3)
+    assert torch.equal(fit, again[0]) and torch.equal(val, again[1])
+    assert not torch.equal(val, digits.selection_split(1257, 0.2, seed=4)[1])
+    with pytest.raises(ValueError):
+        digits.selection_split(10, 1.0)
+
+
+def test_train_many_is_train_for_each_loss(noisy):
+    # Same initialisation, same batches: each stacked model is `train` with its
+    # own loss, up to float rounding.
+    settings = [Setting("CCE"), Setting("DM", lam=0.5, beta=8.0)]
+    stacked = digits.train_many([s.make() for s in settings], noisy.x_train, noisy.y_train,
+                                steps=50, lr=0.05, seed=2)
+    for setting, model in zip(settings, stacked):
+        alone = digits.train(setting.make(), noisy, steps=50, lr=0.05, seed=2, record_every=50)["model"]
+        torch.testing.assert_close(model(noisy.x_test), alone(noisy.x_test), rtol=1e-4, atol=1e-4)
+    # independent models, and training moved them away from the shared initialisation
+    assert not torch.equal(stacked[0][0].weight, stacked[1][0].weight)
+    assert not torch.equal(stacked[0][0].weight, digits.mlp(64, 2)[0].weight)
+
+
+def test_selected_setting_is_the_first_argmax_of_clean_validation_accuracy(noisy, outcome):
+    # Recompute the validation accuracies independently: fit on the 80 %, score
+    # against the *clean* labels of the 20 %.
+    fit, val = digits.selection_split(len(noisy.y_train), 0.2, seed=0)
+    models = digits.train_many([s.make() for s in GRID], noisy.x_train[fit], noisy.y_train[fit],
+                               seed=0, **FAST)
+    expected = [digits.accuracy(m, noisy.x_train[val], noisy.y_train_clean[val]) for m in models]
+    assert outcome["DM"]["val_accuracy"] == expected
+    assert outcome["DM"]["selected"] == GRID[int(np.argmax(expected))]
+    sub = outcome["DM (lam > 0)"]
+    assert sub["val_accuracy"] == expected[1:]
+    assert sub["selected"] == GRID[1 + int(np.argmax(expected[1:]))]
+    # the clean labels matter: against the noisy ones the scores would differ
+    noisy_scores = [digits.accuracy(m, noisy.x_train[val], noisy.y_train[val]) for m in models]
+    assert noisy_scores != expected
+
+
+def test_ties_go_to_the_first_setting_in_the_methods_order(noisy):
+    # With beta = 0 every example weighs the same whatever lam is, so these two
+    # settings train identically and tie exactly.
+    a, b = Setting("DM", lam=0.0, beta=0.0), Setting("DM", lam=1.0, beta=0.0)
+    for order in ([a, b], [b, a]):
+        result = digits.select_and_retrain(noisy, {"DM": order}, seed=0, **FAST)["DM"]
+        assert result["val_accuracy"][0] == result["val_accuracy"][1]
+        assert result["selected"] == order[0]
+
+
+def test_selection_never_reads_the_test_split(noisy, outcome):
+    generator = torch.Generator().manual_seed(0)
+    scrambled = noisy._replace(
+        x_test=torch.randn(noisy.x_test.shape, generator=generator),
+        y_test=noisy.y_test[torch.randperm(len(noisy.y_test), generator=generator)])
+    other = digits.select_and_retrain(scrambled, METHODS, seed=0, **FAST)
+    for name in METHODS:
+        assert other[name]["val_accuracy"] == outcome[name]["val_accuracy"]
+        assert other[name]["selected"] == outcome[name]["selected"]
+    # ... while the test accuracy does come from the (here scrambled) test split
+    assert other["DM"]["test_accuracy"] != outcome["DM"]["test_accuracy"]
+
+
+def test_the_selected_setting_is_retrained_on_all_the_noisy_training_data(noisy, outcome):
+    for name in ("CCE", "DM"):
+        chosen = outcome[name]["selected"]
+        (model,) = digits.train_many([chosen.make()], noisy.x_train, noisy.y_train, seed=0, **FAST)
+        assert outcome[name]["test_accuracy"] == pytest.approx(
+            digits.accuracy(model, noisy.x_test, noisy.y_test), abs=2 / len(noisy.y_test))
+    # methods without a choice skip the selection runs
+    assert outcome["CCE"]["val_accuracy"] is None and outcome["GCE"]["val_accuracy"] is None
+    # memorisation is measured on the corrupted training labels
+    assert 0 <= outcome["CCE"]["corrupted_fit"] <= 1 and 0 <= outcome["CCE"]["intact_fit"] <= 1
+
+
+def test_select_and_retrain_is_deterministic(noisy, outcome):
+    again = digits.select_and_retrain(noisy, METHODS, seed=0, **FAST)
+    assert again == outcome
+    different_seed = digits.select_and_retrain(noisy, METHODS, seed=1, **FAST)
+    assert different_seed["DM"]["val_accuracy"] != outcome["DM"]["val_accuracy"]
+
+
+def test_a_method_needs_a_candidate(noisy):
+    with pytest.raises(ValueError, match="at least one candidate"):
+        digits.select_and_retrain(noisy, {"DM": []}, seed=0, **FAST)
