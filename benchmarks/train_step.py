@@ -1,0 +1,279 @@
+"""Time whole CIFAR training steps (DM against CCE) and the trainer's images/s.
+
+    python benchmarks/train_step.py [--device cuda] [--steps 50] [--warmup 20] [--quick]
+
+1. One training step (forward, loss, backward, SGD step; bfloat16 autocast and
+   channels-last on CUDA, as `dm.experiments.run` does) of a CIFAR ResNet-44
+   with 100 classes on a synthetic batch of 256, with ``dm.DMLoss(0.5, 8)``,
+   ``dm.CCE`` and ``torch.nn.functional.cross_entropy``. Milliseconds per step
+   (median of interleaved repeats) and the ratio DM/CCE.
+2. Images per second of three ways to train the same model with CCE on a data
+   set in CIFAR-100's shape (a fabricated archive, `dm.cifar.fabricate`):
+   the trainer (`dm.experiments.run`, its ``train_images_per_second``, which
+   leaves out evaluation time but, as dm.experiments stands, counts the save
+   of the checkpoint at the last iteration: a short run pays all of it), the
+   compute bound (the step alone on normalised float tensors already on the
+   device), and a plain torchvision loop (``datasets.CIFAR100`` + PIL transforms + ``DataLoader`` workers,
+   each batch moved to the device). Interleaved repeats, medians.
+
+The targets in the output (DM/CCE <= 1.02, trainer/bound >= 0.9,
+trainer/plain loop >= 5x) are about a GPU. On a CPU the network's arithmetic
+dominates every step, so the loader ratios come out near 1. Defaults depend
+on the device (a GPU run takes a few minutes; a CPU run uses fewer steps and
+a smaller training set); ``--quick`` is a smoke check (ResNet-8, batch 32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import dm
+import dm.cifar
+import dm.experiments
+import dm.resnet
+
+DATASET = "cifar100"
+NUM_CLASSES = dm.cifar.NUM_CLASSES[DATASET]
+
+# Defaults by setting: (depth, batch, warmup, steps, repeats, train_steps, train_size)
+DEFAULTS = {
+    "cuda": dict(depth=44, batch=256, warmup=20, steps=50, repeats=5, train_steps=400, train_size=50_000),
+    "cpu": dict(depth=44, batch=256, warmup=1, steps=2, repeats=3, train_steps=3, train_size=2_560),
+    "quick": dict(depth=8, batch=32, warmup=1, steps=2, repeats=2, train_steps=2, train_size=256),
+}
+
+
+# --- timing -------------------------------------------------------------------
+
+def timed(fn, n: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` over ``n`` calls (CUDA events on a GPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / n
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def interleaved(samplers: dict, repeats: int) -> dict:
+    """``repeats`` samples of each sampler, taken in turn (the order rotating
+    every round) so that drift hits all alike."""
+    names = list(samplers)
+    samples = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            samples[name].append(samplers[name]())
+    return samples
+
+
+def spread(values) -> str:
+    """(max - min) / median, the noise the median is taken over."""
+    return f"spread {(max(values) - min(values)) / statistics.median(values):4.0%}"
+
+
+# --- the training step (as in dm.experiments.run) -----------------------------
+
+class Step:
+    """A model with its SGD optimizer (the trainer's settings) and one loss."""
+
+    def __init__(self, model, loss_fn, device, amp, memory_format, lr=0.1):
+        self.model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+        self.loss_fn, self.device, self.amp, self.memory_format = loss_fn, device, amp, memory_format
+
+    def __call__(self, x, y):
+        x = x.contiguous(memory_format=self.memory_format)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+            logits = self.model(x)
+        loss = self.loss_fn(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def synthetic_batch(batch: int, device, memory_format):
+    """A normalised float batch and its labels, already on the device."""
+    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device)
+    x = dm.cifar.normalize(images, DATASET).contiguous(memory_format=memory_format)
+    return x, torch.randint(0, NUM_CLASSES, (batch,), device=device)
+
+
+# --- 2. the three ways to feed it ----------------------------------------------
+
+def trainer_sampler(data, args, device, runs_dir: Path, info: dict):
+    """Each call: one fresh `dm.experiments.run` of ``args.train_steps``
+    iterations; returns its ``train_images_per_second``."""
+    def config(iterations):
+        # eval_every/checkpoint_every beyond the run: only the final evaluation.
+        return dm.experiments.Config(dataset=DATASET, model=f"resnet{args.depth}", method="CCE",
+                                     iterations=iterations, batch_size=args.batch,
+                                     eval_every=10**9, checkpoint_every=10**9)
+
+    def run(iterations, folder):
+        result = dm.experiments.run(config(iterations), runs_dir / folder, data, device=device,
+                                    progress=False, eval_train=False)
+        info.setdefault("results", []).append(result)
+        return result["train_images_per_second"]
+
+    run(max(args.warmup, 1), "warmup")  # CUDA context, cuDNN, allocator
+    info["results"].clear()
+    counter = iter(range(10**9))
+    return lambda: run(args.train_steps, f"run{next(counter)}")
+
+
+def plain_loop_sampler(root: Path, checksums: dict, args, step: Step, device):
+    """Each call: ``args.train_steps`` steps fed by a torchvision DataLoader
+    with PIL transforms; returns images/s."""
+    from torch.utils.data import DataLoader
+    from torchvision import transforms
+
+    # The fabricated archive through torchvision's own CIFAR100, with the
+    # fabricated files' md5s (as dm.cifar.load does it).
+    cls = dm.cifar._torchvision_class(DATASET, checksums)
+    transform = transforms.Compose([
+        transforms.RandomCrop(32, padding=4),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(dm.cifar.MEAN[DATASET], dm.cifar.STD[DATASET]),
+    ])
+    dataset = cls(str(root), train=True, transform=transform)
+    cuda = device.type == "cuda"
+    loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True,
+                        num_workers=args.workers, pin_memory=cuda,
+                        persistent_workers=args.workers > 0)
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+
+    def one():
+        x, y = next(stream)
+        step(x.to(device, non_blocking=cuda), y.to(device, non_blocking=cuda))
+
+    timed(one, max(args.warmup, 1), device)  # starts the workers
+    return lambda: args.batch / timed(one, args.train_steps, device)
+
+
+# --- main -----------------------------------------------------------------------
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke check: ResNet-8, batch 32, a few steps, 256 training images")
+    parser.add_argument("--depth", type=int, help="ResNet depth (default 44; --quick: 8)")
+    parser.add_argument("--batch", type=int, help="batch size (default 256; --quick: 32)")
+    parser.add_argument("--warmup", type=int, help="untimed steps before timing (default: GPU 20, CPU 1)")
+    parser.add_argument("--steps", type=int, help="timed steps per sample in part 1 (default: GPU 50, CPU 2)")
+    parser.add_argument("--repeats", type=int, help="samples per variant, median taken (default: GPU 5, CPU 3)")
+    parser.add_argument("--train-steps", type=int,
+                        help="steps per sample in part 2, iterations per trainer run (default: GPU 400, CPU 3)")
+    parser.add_argument("--train-size", type=int, help="training images (default: GPU 50000, CPU 2560)")
+    parser.add_argument("--workers", type=int,
+                        help="DataLoader workers of the plain loop (default: CPU count, at most 8)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: torch's; 1 avoids stalls on busy shared cores)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    defaults = DEFAULTS["quick" if args.quick else "cuda" if cuda else "cpu"]
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.workers is None:
+        args.workers = 1 if args.quick else min(os.cpu_count() or 1, 8)
+    if args.train_size < args.batch:
+        parser.error(f"--train-size {args.train_size} is smaller than --batch {args.batch}")
+    amp = cuda
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    began = time.perf_counter()
+
+    name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
+    print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"{'bfloat16 autocast + channels_last' if amp else 'float32'}")
+    if not cuda:
+        print("CPU run: the targets are about a GPU. Here the network's arithmetic dominates "
+              "every step, so the loader ratios come out near 1.")
+    print(f"settings: resnet{args.depth}, {NUM_CLASSES} classes, batch {args.batch}, warmup {args.warmup}, "
+          f"median of {args.repeats} interleaved repeats{', --quick' if args.quick else ''}")
+
+    torch.manual_seed(0)
+    model = dm.resnet.resnet(args.depth, NUM_CLASSES)
+    x, y = synthetic_batch(args.batch, device, memory_format)
+
+    # 1. The step with each loss.
+    print(f"\n1. training step (forward, loss, backward, SGD step), {args.steps} steps per repeat")
+    losses = {"F.cross_entropy": F.cross_entropy,
+              "dm.CCE": dm.CCE(check_inputs=False),
+              "dm.DMLoss(0.5, 8)": dm.DMLoss(lam=0.5, beta=8.0, check_inputs=False)}
+    steps = {label: Step(model, loss, device, amp, memory_format) for label, loss in losses.items()}
+    for step in steps.values():
+        timed(lambda: step(x, y), args.warmup, device)
+    samples = interleaved({label: (lambda s=step: timed(lambda: s(x, y), args.steps, device) * 1e3)
+                           for label, step in steps.items()}, args.repeats)
+    ms = {label: statistics.median(values) for label, values in samples.items()}
+    for label, value in ms.items():
+        print(f"  {label:22s} {value:10.2f} ms/step {value / ms['F.cross_entropy']:7.3f}x   "
+              f"({spread(samples[label])})")
+    best = {label: min(values) for label, values in samples.items()}  # least disturbed
+    print(f"  DM/CCE: {ms['dm.DMLoss(0.5, 8)'] / ms['dm.CCE']:.3f} (target <= 1.02); "
+          f"of the fastest repeats: {best['dm.DMLoss(0.5, 8)'] / best['dm.CCE']:.3f}")
+
+    # 2. The trainer against the compute bound and a plain DataLoader loop.
+    n_test = min(10_000, max(args.train_size // 5, 1))
+    print(f"\n2. images/s, CCE: {args.train_size} training images in CIFAR-100's shape "
+          f"(fabricated), {args.train_steps} steps per repeat")
+    with tempfile.TemporaryDirectory(prefix="dm-train-step-") as tmp:
+        root = Path(tmp) / "data"
+        checksums = dm.cifar.fabricate(root, DATASET, n_train=args.train_size, n_test=n_test)
+        data = dm.cifar.load(DATASET, root, checksums=checksums)
+        info = {}
+        bound_step = Step(model, dm.CCE(check_inputs=False), device, amp, memory_format)
+        timed(lambda: bound_step(x, y), args.warmup, device)
+        samplers = {
+            "trainer": trainer_sampler(data, args, device, Path(tmp) / "runs", info),
+            "bound": lambda: args.batch / timed(lambda: bound_step(x, y), args.train_steps, device),
+            "plain": plain_loop_sampler(root, checksums, args,
+                                        Step(model, dm.CCE(check_inputs=False), device, amp, memory_format),
+                                        device),
+        }
+        samples = interleaved(samplers, args.repeats)
+    ips = {name: statistics.median(values) for name, values in samples.items()}
+    results = info["results"]
+    wall = statistics.median(r["wall_seconds"] for r in results)
+    overhead = statistics.median(r["overhead_seconds"] for r in results)
+    workers = f"{args.workers} worker{'' if args.workers == 1 else 's'}"
+    for name, label in (("trainer", "trainer (dm.experiments.run)"),
+                        ("bound", "compute bound (step on device data)"),
+                        ("plain", f"plain DataLoader loop ({workers})")):
+        print(f"  {label:36s} {ips[name]:10.0f} images/s   ({spread(samples[name])})")
+    print(f"  trainer runs: {len(results)} x {args.train_steps} iterations on {results[0]['hardware']}, "
+          f"median wall {wall:.2f} s, of which evaluation {overhead:.2f} s (left out of its images/s)")
+    print(f"  trainer/bound: {ips['trainer'] / ips['bound']:.3f} (target >= 0.9)")
+    print(f"  trainer/plain loop: {ips['trainer'] / ips['plain']:.2f}x (target >= 5x)")
+    print(f"\ntotal: {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The benchmark scripts run and print their figures (their values, speeds,
+are never asserted)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_step_quick_prints_every_figure():
+    # ResNet-8, batch 32, 256 fabricated images, a few steps: a few seconds on a CPU.
+    done = subprocess.run(
+        [sys.executable, "benchmarks/train_step.py", "--quick", "--device", "cpu", "--threads", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    number = r"\d+(\.\d+)?"
+    for pattern in (
+        r"^device: cpu \(.+\), torch .+, threads 1, float32$",
+        r"^CPU run: the targets are about a GPU",
+        r"^settings: resnet8, 100 classes, batch 32, .*--quick$",
+        r"^1\. training step ",
+        rf"^  F\.cross_entropy +{number} ms/step +{number}x +\(spread +\d+%\)$",
+        rf"^  dm\.CCE +{number} ms/step +{number}x +\(spread +\d+%\)$",
+        rf"^  dm\.DMLoss\(0\.5, 8\) +{number} ms/step +{number}x +\(spread +\d+%\)$",
+        rf"^  DM/CCE: {number} \(target <= 1\.02\); of the fastest repeats: {number}$",
+        r"^2\. images/s, CCE: 256 training images ",
+        rf"^  trainer \(dm\.experiments\.run\) +{number} images/s +\(spread +\d+%\)$",
+        rf"^  compute bound \(step on device data\) +{number} images/s +\(spread +\d+%\)$",
+        rf"^  plain DataLoader loop \(1 worker\) +{number} images/s +\(spread +\d+%\)$",
+        r"^  trainer runs: 2 x 2 iterations on CPU",
+        rf"^  trainer/bound: {number} \(target >= 0\.9\)$",
+        rf"^  trainer/plain loop: {number}x \(target >= 5x\)$",
+        rf"^total: {number} s$",
+    ):
+        assert re.search(pattern, out, re.MULTILINE), f"no line matches {pattern!r} in:\n{out}"
