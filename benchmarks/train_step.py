@@ -146,14 +146,14 @@ def plain_loop_sampler(root: Path, checksums: dict, args, step: Step, device):
 
     # The fabricated archive through torchvision's own CIFAR100, with the
     # fabricated files' md5s (as dm.cifar.load does it).
-    cls = dm.cifar._torchvision_class(DATASET, checksums)
     transform = transforms.Compose([
         transforms.RandomCrop(32, padding=4),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
         transforms.Normalize(dm.cifar.MEAN[DATASET], dm.cifar.STD[DATASET]),
     ])
-    dataset = cls(str(root), train=True, transform=transform)
+    dataset = dm.cifar.torchvision_dataset(DATASET, root, train=True, checksums=checksums,
+                                           transform=transform)
     cuda = device.type == "cuda"
     loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True,
                         num_workers=args.workers, pin_memory=cuda,

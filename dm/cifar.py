@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from . import noise
 
 __all__ = [
-    "Cifar", "load", "default_root", "fabricate", "split_train_val",
+    "Cifar", "load", "torchvision_dataset", "default_root", "fabricate", "split_train_val",
     "augment", "normalize", "MEAN", "STD", "NUM_CLASSES",
 ]
 
@@ -61,6 +61,17 @@ def _check_name(name: str) -> str:
 def default_root() -> Path:
     """Where data sets are cached: ``$DM_DATA`` if set, else ``~/.cache/dm``."""
     return Path(os.environ.get("DM_DATA", Path.home() / ".cache" / "dm"))
+
+
+def torchvision_dataset(name: str, root=None, train: bool = True, checksums: Optional[dict] = None,
+                        download: bool = False, transform=None):
+    """torchvision's own ``CIFAR10``/``CIFAR100`` dataset (PIL images, for a
+    plain ``DataLoader``), with `load`'s ``checksums`` override; the benchmark
+    compares the trainer against it."""
+    name = _check_name(name)
+    root = Path(root) if root is not None else default_root()
+    return _torchvision_class(name, checksums)(str(root), train=train, download=download,
+                                               transform=transform)
 
 
 def _torchvision_class(name: str, checksums: Optional[dict]):

@@ -379,7 +379,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
             raise FloatingPointError(
                 f"{config.name()}: training loss is {history['train_loss'][-1]} at iteration {iteration}")
 
-    def save_checkpoint(iteration: int, elapsed: float) -> None:
+    def save_checkpoint(iteration: int, elapsed: float, overhead: float) -> None:
         state = {"config": dataclasses.asdict(config), "iteration": iteration,
                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "history": history, "wall_seconds": elapsed, "overhead_seconds": overhead,
@@ -445,7 +445,8 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         if bar is not None:
             bar.update(1)
         is_eval = done % config.eval_every == 0 or done == config.iterations
-        is_checkpoint = done % config.checkpoint_every == 0 or done == config.iterations or done == stop_at
+        # No checkpoint at the end: model.pt and result.json supersede it.
+        is_checkpoint = (done % config.checkpoint_every == 0 and done < config.iterations) or done == stop_at
         if is_eval or is_checkpoint:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -456,10 +457,12 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
             loss_count = 0
             if bar is not None:
                 bar.set_postfix(test_acc=f"{history['test_accuracy'][-1]:.3f}")
-        if is_eval or is_checkpoint:
-            overhead += time.perf_counter() - pause  # before saving, so a resume counts it
         if is_checkpoint:
-            save_checkpoint(done, wall + time.perf_counter() - t0)
+            now = time.perf_counter()
+            # Wall and overhead as of now; the save itself counts as overhead below.
+            save_checkpoint(done, wall + now - t0, overhead + now - pause)
+        if is_eval or is_checkpoint:
+            overhead += time.perf_counter() - pause
         if stop_at is not None and done >= stop_at and done < config.iterations:
             if bar is not None:
                 bar.close()

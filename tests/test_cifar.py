@@ -141,3 +141,12 @@ def test_resnet_forward_and_bad_names():
     assert set(DEPTHS) >= {20, 32, 44, 56, 110}
     with pytest.raises(ValueError, match="num_classes"):
         ResNet(20, 1)
+
+
+def test_torchvision_dataset_gives_pil_images_with_the_override(fabricated):
+    name, root, checksums = fabricated
+    dataset = cifar.torchvision_dataset(name, root, train=False, checksums=checksums)
+    image, label = dataset[0]
+    assert image.size == (32, 32) and 0 <= label < cifar.NUM_CLASSES[name]
+    data = cifar.load(name, root, checksums=checksums)
+    assert np.array_equal(np.asarray(image).transpose(2, 0, 1), data.x_test[0])

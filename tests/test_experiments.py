@@ -256,3 +256,16 @@ def test_class_balanced_sampler(data, tmp_path, monkeypatch):
         tiny(sampler="classes", batch_size=30)
     with pytest.raises(ValueError, match="sampler must be one of"):
         tiny(sampler="pk")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_bf16_channels_last_run_and_resume(data, tmp_path, compile):
+    config = tiny(method="DM", lam=0.5, beta=8, iterations=12, eval_every=6, checkpoint_every=3)
+    whole = ex.run(config, tmp_path / "whole", data, device="cuda", compile=compile, progress=False)
+    assert whole["amp_bf16"] and whole["hardware"] == torch.cuda.get_device_name()
+    assert ex.run(config, tmp_path / "cut", data, device="cuda", compile=compile,
+                  progress=False, stop_at=5) is None
+    resumed = ex.run(config, tmp_path / "cut", data, device="cuda", compile=compile, progress=False)
+    # cuDNN may pick nondeterministic kernels: equal up to rounding, not bitwise.
+    np.testing.assert_allclose(resumed["history"]["train_loss"], whole["history"]["train_loss"], rtol=0.05)
