@@ -1,0 +1,333 @@
+"""The paper's tables, and our runs beside them.
+
+The paper's numbers are written in one place, ``dm/data/paper_tables.json``
+(Tables 1, 5 and 9 of arXiv:1905.11233, as printed, in percent). This module
+reads that file and renders the comparison tables the CIFAR notebooks show,
+as Markdown (no pandas): each cell holds *the paper's number / ours*.
+
+"Ours" comes from result dicts returned by `dm.experiments.run` (accuracies
+as fractions; shown here in percent). Only results of full-mode runs
+(``result["mode"] == "full"``: the real data set) are ever put in the
+"ours" column; a smoke run's numbers come from a few iterations on a
+fabricated data set and are no reproduction, so they are left out (blank,
+"—") unless a caller asks for them explicitly (``include_smoke=True``, for a
+table labelled as a pipeline check).
+
+A result is put in the cell whose configuration it was trained with: its
+stored ``config`` must equal the cell's `dm.experiments.Config` built from
+``base`` (`table1_config`, `table9_config`); a result that matches no cell
+raises, so nothing lands in the wrong place silently.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional
+
+from . import experiments
+from .experiments import Config
+
+__all__ = [
+    "DATA", "BLANK", "NOT_RECORDED", "TABLE1_REFERENCE_ROWS", "TABLE9_MEASURES",
+    "table", "table1_rows", "table1_columns", "table1_config", "table9_rows",
+    "table9_config", "parse_table9_model", "is_full",
+    "table1_cells", "table9_cells", "table9_measures",
+    "table1_markdown", "table9_markdown", "table1_beta_markdown",
+]
+
+DATA = Path(__file__).with_name("data") / "paper_tables.json"
+BLANK = "—"          # no full-mode run of this cell
+NOT_RECORDED = "n/r"  # a measure dm.experiments.run does not record
+
+# Table 1 rows that report another paper's numbers (the SL paper,
+# wang2019sl): shown as reference rows with the paper's numbers only; this
+# package does not run them.
+TABLE1_REFERENCE_ROWS = ("SL (from the SL paper)",)
+
+
+@lru_cache(maxsize=1)
+def _tables() -> dict:
+    return json.loads(DATA.read_text(encoding="utf-8"))
+
+
+def table(name: str) -> dict:
+    """The raw record of one of the paper's tables: ``"table1"``,
+    ``"table9"`` or ``"table5"`` (a copy: changing it changes nothing here)."""
+    tables = _tables()
+    if name not in tables or not isinstance(tables[name], dict):
+        names = [k for k, v in tables.items() if isinstance(v, dict)]
+        raise ValueError(f"table must be one of {names}, got {name!r}")
+    return copy.deepcopy(tables[name])
+
+
+# --- Table 1: CIFAR-100, ResNet-44 -------------------------------------------
+
+def table1_rows() -> list:
+    """Table 1's own rows (the DM paper's runs), in the paper's order; the
+    reference rows of `TABLE1_REFERENCE_ROWS` are left out."""
+    return [row for row in table("table1")["rows"] if row not in TABLE1_REFERENCE_ROWS]
+
+
+def table1_columns() -> list:
+    """Table 1's column records, e.g. ``{"key": "s0.4", "noise":
+    "symmetric", "rate": 0.4}``, in the paper's order."""
+    return table("table1")["columns"]
+
+
+def table1_config(row: str, column, base: Config = experiments.PAPER_CIFAR100) -> Config:
+    """The `Config` of one Table 1 cell (``column``: a column record or its
+    key), built by `dm.experiments.table1_config` from ``base``."""
+    return experiments.table1_config(row, _column(column), base)[0]
+
+
+def _column(column) -> dict:
+    if isinstance(column, dict):
+        return column
+    for record in table1_columns():
+        if record["key"] == column:
+            return record
+    raise ValueError(f"unknown Table 1 column {column!r}")
+
+
+# --- Table 9: CIFAR-10, ResNet-56, symmetric noise ----------------------------
+
+# Table 9's columns and where each comes from (see `table9_measures`).
+TABLE9_MEASURES = {
+    "best": "best test accuracy over the evaluations",
+    "final": "test accuracy at the last iteration",
+    "corrupted": "accuracy on the whole training set, against its corrupted (noisy) labels",
+    "intact": "accuracy on the whole training set, against its intact (original) labels",
+}
+
+_DM_MODEL = re.compile(r"^DM (?:lambda=(?P<lam>[0-9.]+), )?beta=(?P<beta>-?[0-9.]+)$")
+
+
+def table9_rows() -> list:
+    """Table 9's rows, in the paper's order: ``{"rate", "model", "values"}``."""
+    return table("table9")["rows"]
+
+
+def parse_table9_model(model: str) -> dict:
+    """The method settings a Table 9 model string names: ``"CCE"`` ->
+    ``{"method": "CCE"}``; ``"DM lambda=0.5, beta=12"`` -> ``{"method":
+    "DM", "lam": 0.5, "beta": 12.0}``. ``"DM beta=0"`` gives every example
+    the weight exp(0) = 1 whatever lambda is, so lambda is taken from
+    Table 1's "DM (beta = 0)" row (`dm.experiments.TABLE1_ROWS`)."""
+    if model in experiments.METHODS and model != "DM":
+        return {"method": model}
+    match = _DM_MODEL.match(model)
+    if match is None:
+        raise ValueError(f"cannot parse the Table 9 model {model!r}")
+    beta = float(match["beta"])
+    if match["lam"] is None:
+        if beta != 0:
+            raise ValueError(f"{model!r}: a DM model without lambda must have beta=0")
+        lam = experiments.TABLE1_ROWS["DM (beta = 0)"]["lam"]
+    else:
+        lam = float(match["lam"])
+    return {"method": "DM", "lam": lam, "beta": beta}
+
+
+def table9_config(row: dict, base: Config = experiments.PAPER_CIFAR10_RESNET56) -> Config:
+    """The `Config` of one Table 9 row (symmetric noise at ``row["rate"]``)."""
+    return dataclasses.replace(base, noise="symmetric", noise_rate=float(row["rate"]),
+                               **parse_table9_model(row["model"]))
+
+
+def table9_measures(result: dict) -> dict:
+    """Table 9's four measures of one result, as fractions (None where not
+    recorded).
+
+    The paper's "corrupted" and "intact" columns are training accuracies on
+    the whole training set, against the corrupted labels and against the
+    intact (original) labels: its CCE rows read intact ~ 100 (1 - r), what a
+    network that fits every training label, noisy ones included, scores.
+    `dm.experiments.run` records accuracy on the corrupted *subset* and on
+    the intact *subset*, each against the labels trained on. The paper's
+    "corrupted" is their mix, ``(1 - rho) * intact_subset + rho *
+    corrupted_subset`` with ``rho`` the realised noise rate; its "intact"
+    needs the corrupted subset's accuracy against the original labels, which
+    the trainer does not record, so it is None.
+    """
+    rho = result["realised_noise_rate"]
+    on_corrupted, on_intact = (result.get("final_train_accuracy_corrupted"),
+                               result.get("final_train_accuracy_intact"))
+    if on_intact is None or (on_corrupted is None and rho > 0):
+        corrupted = None
+    else:
+        corrupted = (1 - rho) * on_intact + (rho * on_corrupted if rho > 0 else 0.0)
+    return {"best": result["best_test_accuracy"], "final": result["final_test_accuracy"],
+            "corrupted": corrupted, "intact": None}
+
+
+# --- placing results ----------------------------------------------------------
+
+def is_full(result: dict) -> bool:
+    """Whether ``result`` comes from a full-mode run (``DM_MODE=full``)."""
+    return result.get("mode") == "full"
+
+
+def _canonical(value):
+    # A hashable form of a config value in which 1 == 1.0 and [1, 2] == (1, 2),
+    # so a config read back from JSON compares equal to the one it was.
+    if isinstance(value, (list, tuple)):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _config_key(config) -> tuple:
+    fields = dataclasses.asdict(config) if isinstance(config, Config) else config
+    return tuple(sorted((name, _canonical(value)) for name, value in fields.items()))
+
+
+def _place(results: Iterable[dict], cells: dict, include_smoke: bool) -> dict:
+    # cells: _config_key(config) -> cell key. Returns cell key -> result.
+    placed = {}
+    for result in results:
+        if not (include_smoke or is_full(result)):
+            continue
+        key = cells.get(_config_key(result["config"]))
+        if key is None:
+            raise ValueError(f"result {result.get('name')!r} matches no cell of the table "
+                             "(was it trained from another base configuration?)")
+        if key in placed:
+            raise ValueError(f"two results for the cell {key!r}")
+        placed[key] = result
+    return placed
+
+
+@lru_cache(maxsize=8)
+def _table1_cells(base: Config) -> dict:
+    return {_config_key(table1_config(row, col, base)): (row, col["key"])
+            for row in table1_rows() for col in table1_columns()}
+
+
+@lru_cache(maxsize=8)
+def _table9_cells(base: Config) -> dict:
+    return {_config_key(table9_config(row, base)): (row["rate"], row["model"])
+            for row in table9_rows()}
+
+
+def table1_cells(results: Iterable[dict], base: Config = experiments.PAPER_CIFAR100,
+                 include_smoke: bool = False) -> dict:
+    """``{(row, column key): result}`` for the results that belong in Table 1
+    built from ``base``; smoke-mode results are left out unless
+    ``include_smoke``."""
+    return _place(results, _table1_cells(base), include_smoke)
+
+
+def table9_cells(results: Iterable[dict], base: Config = experiments.PAPER_CIFAR10_RESNET56,
+                 include_smoke: bool = False) -> dict:
+    """``{(rate, model): result}`` for the results that belong in Table 9
+    built from ``base``; smoke-mode results are left out unless
+    ``include_smoke``."""
+    return _place(results, _table9_cells(base), include_smoke)
+
+
+# --- Markdown -----------------------------------------------------------------
+
+def _percent(fraction: Optional[float], missing: str = BLANK) -> str:
+    return missing if fraction is None else f"{100 * fraction:.1f}"
+
+
+def _markdown(header: list, rows: list, align: list) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "| " + " | ".join("---:" if a == "r" else ":---" for a in align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(paper: Optional[float], ours: Optional[str], show_paper: bool) -> str:
+    if not show_paper:
+        return ours
+    return f"{paper:.1f}" if ours is None else f"{paper:.1f} / {ours}"
+
+
+_ACCURACY = {"final": "final_test_accuracy", "best": "best_test_accuracy"}
+
+
+def table1_markdown(results: Iterable[dict] = (), base: Config = experiments.PAPER_CIFAR100, *,
+                    accuracy: str = "final", include_smoke: bool = False, show_paper: bool = True,
+                    label: str = "ours", reference_rows: bool = True) -> str:
+    """Table 1 as Markdown: rows = the paper's methods, columns = clean,
+    s0.2, s0.4, s0.6, a0.2, a0.3, a0.4; each cell "paper / ours" in percent,
+    ours = the ``accuracy`` ("final" or "best") test accuracy of the cell's
+    run, "—" where there is none.
+
+    ``reference_rows``: add the rows of `TABLE1_REFERENCE_ROWS` (another
+    paper's numbers, paper only, in italics). ``show_paper=False`` with
+    ``include_smoke=True`` gives a table of our numbers alone (the smoke
+    pipeline check); ``label`` names our column in the legend line.
+    """
+    if accuracy not in _ACCURACY:
+        raise ValueError(f"accuracy must be one of {list(_ACCURACY)}, got {accuracy!r}")
+    placed = table1_cells(results, base, include_smoke)
+    spec = table("table1")
+    columns = [c["key"] for c in spec["columns"]]
+    rows = []
+    for name, values in spec["rows"].items():
+        if name in TABLE1_REFERENCE_ROWS:
+            if reference_rows and show_paper:
+                rows.append([f"*{name}*"] + [f"*{v:.1f}*" for v in values])
+            continue
+        cells = []
+        for key, paper in zip(columns, values):
+            result = placed.get((name, key))
+            ours = BLANK if result is None else _percent(result[_ACCURACY[accuracy]])
+            cells.append(_cell(paper, ours, show_paper))
+        rows.append([name] + cells)
+    legend = (f"{spec['title']}. Each cell: paper / {label} ({accuracy} test accuracy); "
+              f"{BLANK}: no run." if show_paper
+              else f"{label}: {accuracy} test accuracy (%); {BLANK}: no run.")
+    return legend + "\n\n" + _markdown(["method"] + columns, rows, ["l"] + ["r"] * len(columns))
+
+
+def table9_markdown(results: Iterable[dict] = (), base: Config = experiments.PAPER_CIFAR10_RESNET56, *,
+                    include_smoke: bool = False, show_paper: bool = True, label: str = "ours") -> str:
+    """Table 9 as Markdown: rows = (noise rate, model), columns = best,
+    final, corrupted, intact (see `table9_measures`); each cell "paper /
+    ours" in percent, "—" where there is no run, "n/r" where the run does not
+    record the measure."""
+    placed = table9_cells(results, base, include_smoke)
+    spec = table("table9")
+    columns = spec["columns"]
+    rows = []
+    for row in spec["rows"]:
+        result = placed.get((row["rate"], row["model"]))
+        measures = None if result is None else table9_measures(result)
+        cells = []
+        for key, paper in zip(columns, row["values"]):
+            ours = BLANK if measures is None else _percent(measures[key], NOT_RECORDED)
+            cells.append(_cell(paper, ours, show_paper))
+        rows.append([f"{row['rate']:g}", row["model"]] + cells)
+    legend = (f"{spec['title']}. Each cell: paper / {label}; {BLANK}: no run; "
+              f"{NOT_RECORDED}: not recorded by the trainer."
+              if show_paper else f"{label} (%); {NOT_RECORDED}: not recorded by the trainer.")
+    return legend + "\n\n" + _markdown(["r", "model"] + columns, rows, ["r", "l"] + ["r"] * len(columns))
+
+
+_SOURCE = {"authors' run folder": "run folder"}
+
+
+def table1_beta_markdown() -> str:
+    """DM's beta in each Table 1 cell (the paper does not list them) and its
+    source, from `dm.experiments.table1_config`: "authors' run folder" or
+    "guessed". Rows: the DM rows with a beta to choose."""
+    columns = table1_columns()
+    rows = []
+    for name in table1_rows():
+        if experiments.TABLE1_ROWS[name]["method"] != "DM" or "beta" in experiments.TABLE1_ROWS[name]:
+            continue
+        cells = []
+        for col in columns:
+            config, source = experiments.table1_config(name, col)
+            cells.append(f"{config.beta:g} ({_SOURCE.get(source, source)})")
+        rows.append([name] + cells)
+    return _markdown(["row"] + [c["key"] for c in columns], rows, ["l"] + ["r"] * len(columns))
