@@ -10,6 +10,7 @@
 - `dm.experiments`: the paper's CIFAR experiments, one resumable run per
   configuration, one JSON result per run; also a command line
   (``python -m dm.experiments --help``).
+- `dm.paper`: the paper's tables (one data file) beside our results.
 - `dm.digits`: a small real problem (scikit-learn's digits) for checking
   training behaviour on a CPU.
 """

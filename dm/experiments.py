@@ -45,11 +45,11 @@ import numpy as np
 import torch
 
 from . import _checks, cifar, losses, noise
-from .resnet import resnet
+from .resnet import depth_of, resnet
 
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "TABLE1_ROWS",
-    "table1_config", "make_loss", "lr_at", "run", "load_result", "mode", "main",
+    "table1_config", "make_loss", "lr_at", "run", "load_result", "smoke_config", "mode", "main",
 ]
 
 # The methods of the paper's tables, by the names its rows use.
@@ -73,6 +73,7 @@ class Config:
     gce_q: float = 0.7                  # GCE's q (methods "GCE", "GCE-DN")
     noise: str = "symmetric"            # "symmetric" or "asymmetric" (dm.noise)
     noise_rate: float = 0.0
+    noise_exact: bool = True            # exactly round(rate * n) flips; False: each label with probability rate
     iterations: int = 30_000
     batch_size: int = 256
     lr: float = 0.1
@@ -89,7 +90,7 @@ class Config:
     def __post_init__(self):
         if self.dataset not in cifar.NUM_CLASSES:
             raise ValueError(f"dataset must be 'cifar10' or 'cifar100', got {self.dataset!r}")
-        resnet(self.model, 10)  # raises on a bad name
+        depth_of(self.model)  # raises on a bad name
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         _checks.nonnegative("lam", self.lam)
@@ -206,6 +207,19 @@ def lr_at(config: Config, iteration: int) -> float:
     return config.lr * config.lr_decay ** drops
 
 
+def smoke_config(config: Config, iterations: int = 4, batch_size: int = 16,
+                 model: str = "resnet8", evaluations: int = 2) -> Config:
+    """``config`` shrunk for smoke mode: a tiny ResNet, a few iterations of a
+    small batch, the learning-rate drops kept at the same fractions of
+    training, ``evaluations`` evaluations (and checkpoints) spread over the
+    run. Everything else (method, noise, seed, optimiser) is unchanged, so
+    the smoke run goes through the same code."""
+    milestones = tuple(max(1, round(m * iterations / config.iterations)) for m in config.lr_milestones)
+    every = max(1, iterations // evaluations)
+    return dataclasses.replace(config, model=model, iterations=iterations, batch_size=batch_size,
+                               lr_milestones=milestones, eval_every=every, checkpoint_every=every)
+
+
 def mode() -> str:
     """The notebooks' switch: ``$DM_MODE``, "full" (the paper's settings on the
     real data, needs a GPU) or "smoke" (a few iterations on a fabricated tiny
@@ -223,9 +237,10 @@ def _noisy_labels(config: Config, clean: np.ndarray) -> np.ndarray:
     if config.noise_rate == 0:
         return clean.copy()
     if config.noise == "symmetric":
-        return noise.symmetric(clean, config.noise_rate, cifar.NUM_CLASSES[config.dataset], config.seed)
+        return noise.symmetric(clean, config.noise_rate, cifar.NUM_CLASSES[config.dataset], config.seed,
+                               exact=config.noise_exact)
     rule = noise.asymmetric_cifar10 if config.dataset == "cifar10" else noise.asymmetric_cifar100
-    return rule(clean, config.noise_rate, config.seed)
+    return rule(clean, config.noise_rate, config.seed, exact=config.noise_exact)
 
 
 def _device(device) -> torch.device:
@@ -266,7 +281,7 @@ class _Evaluator:
 
     @torch.no_grad()
     def predictions(self, images: torch.Tensor, labels: torch.Tensor):
-        """(correct, p of ``labels``) for every image, as device tensors."""
+        """(predicted class, p of ``labels``) for every image, as device tensors."""
         was_training = self.model.training
         self.model.eval()
         correct, p = [], []
@@ -276,7 +291,7 @@ class _Evaluator:
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
                 logits = self.model(x).float()
             y = labels[start:start + self.batch_size]
-            correct.append(logits.argmax(1) == y)
+            correct.append(logits.argmax(1))
             p.append(torch.softmax(logits, 1).gather(1, y[:, None])[:, 0])
         self.model.train(was_training)
         return torch.cat(correct), torch.cat(p)
@@ -312,7 +327,9 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     if data.name != config.dataset:
         raise ValueError(f"data is {data.name} but config.dataset is {config.dataset}")
     device = _device(device)
-    amp = device.type == "cuda" if amp is None else bool(amp)
+    if amp is None:  # bfloat16 where the GPU has it natively (not a T4, say)
+        amp = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    amp = bool(amp)
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
     # Data: split, corrupt, move to the device once.
@@ -325,6 +342,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         raise ValueError(f"batch_size {config.batch_size} exceeds the {n} training images")
     x_train = torch.from_numpy(data.x_train[train_idx]).to(device)
     y_train = torch.from_numpy(noisy).to(device)
+    y_clean = torch.from_numpy(clean).to(device)
     corrupted = torch.from_numpy(noisy != clean).to(device)
     x_test = torch.from_numpy(data.x_test).to(device)
     y_test = torch.from_numpy(data.y_test).to(device)
@@ -343,7 +361,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
 
     history = {key: [] for key in (
         "iteration", "lr", "train_loss", "test_accuracy", "val_accuracy",
-        "train_accuracy_corrupted", "train_accuracy_intact", "mean_p_corrupted", "mean_p_intact")}
+        "train_accuracy_noisy_labels", "train_accuracy_clean_labels", "train_accuracy_corrupted", "train_accuracy_intact", "mean_p_corrupted", "mean_p_intact")}
     start, wall, overhead, segments = 0, 0.0, 0.0, []
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
@@ -368,12 +386,19 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         def mean(values: torch.Tensor):  # 6 decimals: JSON without float32 noise
             return round(float(values.float().mean()), 6) if values.numel() else None
 
-        history["test_accuracy"].append(mean(evaluator.predictions(x_test, y_test)[0]))
-        history["val_accuracy"].append(mean(evaluator.predictions(x_val, y_val)[0]) if len(y_val) else None)
+        history["test_accuracy"].append(mean(evaluator.predictions(x_test, y_test)[0] == y_test))
+        history["val_accuracy"].append(
+            mean(evaluator.predictions(x_val, y_val)[0] == y_val) if len(y_val) else None)
         if eval_train:
-            correct, p = evaluator.predictions(x_train, y_train)
+            predicted, p = evaluator.predictions(x_train, y_train)
+            # The whole training set against the labels trained on and against
+            # the original ones (the paper's Table 9 "corrupted" / "intact").
+            history["train_accuracy_noisy_labels"].append(mean(predicted == y_train))
+            history["train_accuracy_clean_labels"].append(mean(predicted == y_clean))
+            # Each part of it against the labels trained on, and the mean p of
+            # the labelled class there (Figure 2a).
             for name, mask in (("corrupted", corrupted), ("intact", ~corrupted)):
-                history[f"train_accuracy_{name}"].append(mean(correct[mask]))
+                history[f"train_accuracy_{name}"].append(mean(predicted[mask] == y_train[mask]))
                 history[f"mean_p_{name}"].append(mean(p[mask]))
         if not math.isfinite(history["train_loss"][-1]):
             raise FloatingPointError(
@@ -480,6 +505,8 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         "best_test_accuracy": max(test),
         "final_test_accuracy": test[-1],
         "final_val_accuracy": history["val_accuracy"][-1],
+        "final_train_accuracy_noisy_labels": history["train_accuracy_noisy_labels"][-1] if eval_train else None,
+        "final_train_accuracy_clean_labels": history["train_accuracy_clean_labels"][-1] if eval_train else None,
         "final_train_accuracy_corrupted": history["train_accuracy_corrupted"][-1] if eval_train else None,
         "final_train_accuracy_intact": history["train_accuracy_intact"][-1] if eval_train else None,
         "realised_noise_rate": noise.realised_rate(clean, noisy),
@@ -515,6 +542,8 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + field.name.replace("_", "-")
         if field.name == "lr_milestones":
             parser.add_argument(flag, type=int, nargs="*", default=list(field.default))
+        elif isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         else:
             parser.add_argument(flag, type=type(field.default), default=field.default)
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")

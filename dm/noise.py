@@ -110,7 +110,7 @@ def _rate(rate) -> float:
     return rate
 
 
-def symmetric(labels, rate: float, num_classes: int, seed: int):
+def symmetric(labels, rate: float, num_classes: int, seed: int, exact: bool = True):
     """Symmetric label noise as the paper defines it: exactly
     ``round(rate * N)`` labels, chosen uniformly at random without
     replacement, are each changed to one of the *other* ``num_classes - 1``
@@ -122,12 +122,19 @@ def symmetric(labels, rate: float, num_classes: int, seed: int):
     to ``rate``), and redrawing the label from *all* classes (some "flips" keep
     the label, so the real rate is ``rate * (C - 1) / C``). With two classes
     "another class" is the opposite label.
+
+    ``exact=False`` gives the first variant (the authors' script): each label
+    is changed independently with probability ``rate``, to one of the other
+    classes uniformly.
     """
     num_classes = _num_classes(num_classes)
     rate = _rate(rate)
     clean = _labels_to_numpy(labels, num_classes)
     rng = np.random.default_rng(seed)
-    flipped = rng.choice(clean.size, size=int(round(rate * clean.size)), replace=False)
+    if exact:
+        flipped = rng.choice(clean.size, size=int(round(rate * clean.size)), replace=False)
+    else:
+        flipped = np.flatnonzero(rng.random(clean.size) < rate)
     noisy = clean.copy()
     shift = rng.integers(1, num_classes, size=flipped.size)
     noisy[flipped] = (clean[flipped] + shift) % num_classes

@@ -141,28 +141,18 @@ def table9_config(row: dict, base: Config = experiments.PAPER_CIFAR10_RESNET56) 
 
 def table9_measures(result: dict) -> dict:
     """Table 9's four measures of one result, as fractions (None where not
-    recorded).
+    recorded, e.g. a run with ``eval_train=False``).
 
     The paper's "corrupted" and "intact" columns are training accuracies on
     the whole training set, against the corrupted labels and against the
     intact (original) labels: its CCE rows read intact ~ 100 (1 - r), what a
     network that fits every training label, noisy ones included, scores.
-    `dm.experiments.run` records accuracy on the corrupted *subset* and on
-    the intact *subset*, each against the labels trained on. The paper's
-    "corrupted" is their mix, ``(1 - rho) * intact_subset + rho *
-    corrupted_subset`` with ``rho`` the realised noise rate; its "intact"
-    needs the corrupted subset's accuracy against the original labels, which
-    the trainer does not record, so it is None.
+    `dm.experiments.run` records both (``final_train_accuracy_noisy_labels``
+    and ``final_train_accuracy_clean_labels``).
     """
-    rho = result["realised_noise_rate"]
-    on_corrupted, on_intact = (result.get("final_train_accuracy_corrupted"),
-                               result.get("final_train_accuracy_intact"))
-    if on_intact is None or (on_corrupted is None and rho > 0):
-        corrupted = None
-    else:
-        corrupted = (1 - rho) * on_intact + (rho * on_corrupted if rho > 0 else 0.0)
     return {"best": result["best_test_accuracy"], "final": result["final_test_accuracy"],
-            "corrupted": corrupted, "intact": None}
+            "corrupted": result.get("final_train_accuracy_noisy_labels"),
+            "intact": result.get("final_train_accuracy_clean_labels")}
 
 
 # --- placing results ----------------------------------------------------------

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResNet", "resnet", "DEPTHS"]
+__all__ = ["ResNet", "resnet", "depth_of", "DEPTHS"]
 
 # The depths of He et al.'s CIFAR table, plus 8 for quick checks.
 DEPTHS = (8, 20, 32, 44, 56, 110)
@@ -80,11 +80,17 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
+def depth_of(name: str) -> int:
+    """The depth in a model name ``"resnet<depth>"``, checked against `DEPTHS`."""
+    if not isinstance(name, str) or not name.lower().startswith("resnet") or not name[6:].isdigit():
+        raise ValueError(f"model must be named 'resnet<depth>', got {name!r}")
+    depth = int(name[6:])
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {DEPTHS} (6n+2), got {depth!r} in {name!r}")
+    return depth
+
+
 def resnet(name_or_depth, num_classes: int) -> ResNet:
     """``resnet("resnet44", 100)`` or ``resnet(44, 100)``."""
-    depth = name_or_depth
-    if isinstance(name_or_depth, str):
-        if not name_or_depth.lower().startswith("resnet") or not name_or_depth[6:].isdigit():
-            raise ValueError(f"model must be named 'resnet<depth>', got {name_or_depth!r}")
-        depth = int(name_or_depth[6:])
+    depth = depth_of(name_or_depth) if isinstance(name_or_depth, str) else name_or_depth
     return ResNet(depth, num_classes)

@@ -54,3 +54,35 @@ def test_notebook_is_stored_executed_with_the_python3_kernel(path):
     titles = [line for c in nb.cells if c.cell_type == "markdown"
               for line in c.source.splitlines() if line.startswith("# ")]
     assert len(titles) == 1, titles
+
+
+EXPERIMENTS = [nb for nb in NOTEBOOKS if "cifar" in nb.stem or "imdb" in nb.stem]
+
+
+def test_gpu_experiment_notebooks_are_not_executed_at_build_time():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    excluded = config["execute"]["exclude_patterns"]
+    assert "*cifar*" in excluded and "*imdb*" in excluded
+    assert EXPERIMENTS, "expected the CIFAR notebooks"
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_notebook_has_one_parameters_cell_and_asks_for_a_gpu(path):
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    assert "mode()" in tagged[0].source, "the DM_MODE switch belongs in the parameters cell"
+    assert nb.metadata.get("accelerator") == "GPU"
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_stored_experiment_outputs_say_what_they_are(path):
+    """Stored outputs of a smoke run must say so; a full run must name its GPU."""
+    nb = nbformat.read(path, as_version=4)
+    text = "\n".join(
+        output.get("text", "") if "text" in output else str(output.get("data", {}).get("text/plain", ""))
+        for cell in nb.cells if cell.cell_type == "code" for output in cell.get("outputs", []))
+    if "MODE: smoke" in text:
+        assert "not a reproduction" in text.lower()
+    else:
+        assert "MODE: full" in text and ("NVIDIA" in text or "GPU" in text)

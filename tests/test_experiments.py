@@ -51,6 +51,7 @@ def test_learning_rate_schedule():
     ("method", "Focal", "method must be one of"),
     ("dataset", "mnist", "dataset must be"),
     ("model", "vgg", "resnet<depth>"),
+    ("model", "resnet45", "depth must be one of"),
     ("lam", -0.5, "lam must be >= 0, got -0.5"),
     ("gce_q", 0.0, "q must lie in \\(0, 1\\], got 0.0"),
     ("noise", "pair", "noise must be one of"),
@@ -110,9 +111,13 @@ def test_run_records_what_the_tables_need(data, tmp_path):
     h = result["history"]
     assert h["iteration"] == [4, 8]
     assert h["lr"] == [0.05, pytest.approx(0.005)]
-    for key in ("test_accuracy", "train_accuracy_corrupted", "train_accuracy_intact",
-                "mean_p_corrupted", "mean_p_intact"):
+    for key in ("test_accuracy", "train_accuracy_noisy_labels", "train_accuracy_clean_labels",
+                "train_accuracy_corrupted", "train_accuracy_intact", "mean_p_corrupted", "mean_p_intact"):
         assert len(h[key]) == 2 and all(0 <= v <= 1 for v in h[key]), key
+    # The whole set against the noisy labels is its two parts' mix.
+    for i in range(2):
+        mix = 0.6 * h["train_accuracy_intact"][i] + 0.4 * h["train_accuracy_corrupted"][i]
+        assert h["train_accuracy_noisy_labels"][i] == pytest.approx(mix, abs=1e-5)
     assert result["best_test_accuracy"] == max(h["test_accuracy"])
     assert result["final_test_accuracy"] == h["test_accuracy"][-1]
     assert result["realised_noise_rate"] == 0.4
@@ -200,6 +205,7 @@ def test_mode_switch(monkeypatch):
 CLI = [sys.executable, "-m", "dm.experiments", "--fabricated", "--dataset", "cifar10",
        "--model", "resnet8", "--batch-size", "32", "--method", "DM", "--lam", "0.5",
        "--beta", "4", "--noise-rate", "0.2", "--lr-milestones", "20", "--no-progress"]
+# (--no-noise-exact would switch to Bernoulli noise; boolean fields get --x/--no-x flags.)
 
 
 def test_command_line_run(tmp_path):
@@ -269,3 +275,21 @@ def test_cuda_bf16_channels_last_run_and_resume(data, tmp_path, compile):
     resumed = ex.run(config, tmp_path / "cut", data, device="cuda", compile=compile, progress=False)
     # cuDNN may pick nondeterministic kernels: equal up to rounding, not bitwise.
     np.testing.assert_allclose(resumed["history"]["train_loss"], whole["history"]["train_loss"], rtol=0.05)
+
+
+def test_smoke_config_keeps_the_method_and_shrinks_the_schedule():
+    config, _ = ex.table1_config("DM (lambda = 0.5)", {"key": "a0.3", "noise": "asymmetric", "rate": 0.3})
+    smoke = ex.smoke_config(config, iterations=6)
+    assert (smoke.method, smoke.lam, smoke.beta, smoke.noise, smoke.noise_rate, smoke.seed) == \
+        (config.method, config.lam, config.beta, config.noise, config.noise_rate, config.seed)
+    assert (smoke.model, smoke.iterations, smoke.batch_size) == ("resnet8", 6, 16)
+    assert smoke.lr_milestones == (3, 4)  # 15k/30k and 22k/30k of 6
+    assert smoke.eval_every == smoke.checkpoint_every == 3
+
+
+def test_bernoulli_noise_option(data):
+    exact = ex._noisy_labels(tiny(noise_rate=0.3), data.y_train)
+    bern = ex._noisy_labels(tiny(noise_rate=0.3, noise_exact=False), data.y_train)
+    assert np.mean(exact != data.y_train) == 0.3
+    assert not np.array_equal(exact, bern) and abs(np.mean(bern != data.y_train) - 0.3) < 0.1
+    assert tiny(noise_exact=False).name() != tiny().name()

@@ -186,3 +186,12 @@ def test_asymmetric_bad_input(fn, n):
     with pytest.raises(TypeError, match="integer"):
         fn(good.astype(float), 0.2, seed=0)
     assert np.array_equal(fn(good, 0.0, seed=0), good)
+
+
+def test_symmetric_bernoulli_option():
+    clean = labels(20_000)
+    noisy = noise.symmetric(clean, 0.4, 10, seed=2, exact=False)
+    rate = noise.realised_rate(clean, noisy)
+    assert rate != 0.4 and abs(rate - 0.4) < 0.015  # 4 sigma is about 0.014
+    assert np.all(noisy[noisy != clean] != clean[noisy != clean])
+    assert np.array_equal(noisy, noise.symmetric(clean, 0.4, 10, seed=2, exact=False))

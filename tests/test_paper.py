@@ -30,7 +30,7 @@ def grid(markdown: str) -> dict:
 def fake_result(config, mode="full", **values):
     result = {"name": config.name(), "config": dataclasses.asdict(config), "mode": mode,
               "best_test_accuracy": 0.5, "final_test_accuracy": 0.4,
-              "final_train_accuracy_corrupted": 0.3, "final_train_accuracy_intact": 0.9,
+              "final_train_accuracy_noisy_labels": 0.3, "final_train_accuracy_clean_labels": 0.9,
               "realised_noise_rate": config.noise_rate}
     result.update(values)
     return json.loads(json.dumps(result))  # as stored: tuples become lists
@@ -158,16 +158,18 @@ def test_table9_cells_and_measures():
     row = paper.table9_rows()[3]  # 0.2, DM lambda=0.5, beta=12
     config = paper.table9_config(row)
     result = fake_result(config, best_test_accuracy=0.9, final_test_accuracy=0.875,
-                         final_train_accuracy_corrupted=0.25, final_train_accuracy_intact=0.95,
+                         final_train_accuracy_noisy_labels=0.81, final_train_accuracy_clean_labels=0.9,
                          realised_noise_rate=0.2)
     measures = paper.table9_measures(result)
-    assert measures["corrupted"] == pytest.approx(0.8 * 0.95 + 0.2 * 0.25)
-    assert measures["intact"] is None
+    assert (measures["corrupted"], measures["intact"]) == (0.81, 0.9)
     cells = grid(paper.table9_markdown([result]))
     assert cells["0.2 DM lambda=0.5, beta=12", "best"] == "89.4 / 90.0"
     assert cells["0.2 DM lambda=0.5, beta=12", "final"] == "87.8 / 87.5"
     assert cells["0.2 DM lambda=0.5, beta=12", "corrupted"] == "81.5 / 81.0"
-    assert cells["0.2 DM lambda=0.5, beta=12", "intact"] == "95.0 / " + paper.NOT_RECORDED
+    assert cells["0.2 DM lambda=0.5, beta=12", "intact"] == "95.0 / 90.0"
+    unrecorded = dict(result, final_train_accuracy_clean_labels=None)
+    assert grid(paper.table9_markdown([unrecorded]))[
+        "0.2 DM lambda=0.5, beta=12", "intact"] == "95.0 / " + paper.NOT_RECORDED
     assert cells["0.4 DM lambda=0.5, beta=12", "best"] == "85.1 / " + paper.BLANK
     assert grid(paper.table9_markdown([dict(result, mode="smoke")]))[
         "0.2 DM lambda=0.5, beta=12", "best"] == "89.4 / " + paper.BLANK
