@@ -304,12 +304,14 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
 
     ``data``: a `dm.cifar.Cifar` of ``config.dataset`` (default: `dm.cifar.load`
     from the cache folder). ``device``: default CUDA when available. ``amp``:
-    bfloat16 autocast, default on for CUDA. ``compile``: ``torch.compile`` the
-    model. ``stop_at``: stop after that many iterations, as an interruption
-    would (for tests); returns None then. ``eval_train``: also record the
-    training-set measurements (accuracy on corrupted and intact labels, mean
-    p of each; Table 9 and Figure 2a), one forward pass over the training set
-    per evaluation.
+    bfloat16 autocast, default on where the CUDA GPU supports bfloat16
+    natively. ``compile``: ``torch.compile`` the model. ``stop_at``: stop
+    after that many iterations, as an interruption would (for tests); returns
+    None then. ``eval_train``: also record the training-set measurements (the
+    whole set's accuracy against the noisy and against the clean labels, as
+    Table 9 reports them; each of the corrupted and intact parts' accuracy
+    and mean p of the labelled class, as Figure 2a plots), one forward pass
+    over the training set per evaluation.
 
     Returns the result dict that is also written to
     ``<runs_dir>/<config.name()>/result.json``; the final weights go to
