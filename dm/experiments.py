@@ -49,7 +49,8 @@ from .resnet import depth_of, resnet
 
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "TABLE1_ROWS",
-    "table1_config", "make_loss", "lr_at", "run", "load_result", "smoke_config", "mode", "main",
+    "table1_config", "make_loss", "lr_at", "run", "load_result", "select_on_validation",
+    "smoke_config", "mode", "main",
 ]
 
 # The methods of the paper's tables, by the names its rows use.
@@ -531,6 +532,28 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     _atomic_write(out / "result.json", lambda p: p.write_text(json.dumps(result, indent=1)))
     checkpoint_path.unlink(missing_ok=True)  # superseded by model.pt and result.json
     return result
+
+
+def select_on_validation(configs, runs_dir, data: Optional[cifar.Cifar] = None,
+                         val_fraction: float = 0.2, **run_options):
+    """The paper's hyper-parameter search: train each of ``configs`` on
+    ``1 - val_fraction`` of the (noisy) training set, measure it on the rest
+    with its clean labels, and pick the best final validation accuracy (ties:
+    the first in ``configs``). The test set plays no part in the choice.
+
+    Returns ``(best, results)``: ``best`` is the chosen config as given (so
+    ``run(best, ...)`` retrains it on the whole training set, as the paper
+    does for its final models) and ``results`` the validation runs' results
+    in the order of ``configs``. ``run_options`` go to `run`."""
+    configs = list(configs)
+    if not configs:
+        raise ValueError("configs is empty: nothing to select from")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    results = [run(dataclasses.replace(c, val_fraction=val_fraction), runs_dir, data, **run_options)
+               for c in configs]
+    scores = [r["final_val_accuracy"] for r in results]
+    return configs[scores.index(max(scores))], results
 
 
 # --- command line --------------------------------------------------------------

@@ -293,3 +293,17 @@ def test_bernoulli_noise_option(data):
     assert np.mean(exact != data.y_train) == 0.3
     assert not np.array_equal(exact, bern) and abs(np.mean(bern != data.y_train) - 0.3) < 0.1
     assert tiny(noise_exact=False).name() != tiny().name()
+
+
+def test_select_on_validation_never_looks_at_the_test_set(data, tmp_path):
+    configs = [tiny(method="DM", lam=0.5, beta=b, iterations=6, noise_rate=0.2) for b in (0.0, 4.0, 8.0)]
+    best, results = ex.select_on_validation(configs, tmp_path / "a", data, progress=False, eval_train=False)
+    scores = [r["final_val_accuracy"] for r in results]
+    assert best == configs[scores.index(max(scores))] and best.val_fraction == 0.0
+    assert all(r["config"]["val_fraction"] == 0.2 and r["val_size"] == 80 for r in results)
+    scrambled = data._replace(y_test=np.random.default_rng(0).permutation(data.y_test),
+                              x_test=data.x_test[::-1].copy())
+    again, _ = ex.select_on_validation(configs, tmp_path / "b", scrambled, progress=False, eval_train=False)
+    assert again == best
+    with pytest.raises(ValueError, match="empty"):
+        ex.select_on_validation([], tmp_path, data)
