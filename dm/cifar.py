@@ -169,10 +169,21 @@ def augment(images: torch.Tensor, generator: Optional[torch.Generator] = None,
 def normalize(images: torch.Tensor, name: str) -> torch.Tensor:
     """uint8 ``[B, 3, H, W]`` -> float32, scaled to [0, 1] and standardised
     with the data set's channel means and standard deviations."""
-    name = _check_name(name)
-    mean = torch.tensor(MEAN[name], device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD[name], device=images.device).view(1, 3, 1, 1)
+    mean, std = _statistics(_check_name(name), images.device)
     return (images.float() / 255.0 - mean) / std
+
+
+_STATISTICS: dict = {}
+
+
+def _statistics(name: str, device: torch.device):
+    # Built once per device: copying a fresh host tensor to a GPU at every
+    # step would wait for the queued work (a host sync in the hot loop).
+    key = (name, str(device))
+    if key not in _STATISTICS:
+        _STATISTICS[key] = tuple(torch.tensor(v, device=device).view(1, 3, 1, 1)
+                                 for v in (MEAN[name], STD[name]))
+    return _STATISTICS[key]
 
 
 # --- a tiny data set in the official format -----------------------------------
