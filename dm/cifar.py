@@ -81,6 +81,7 @@ def _torchvision_class(name: str, checksums: Optional[dict]):
     if checksums is None:
         return base
     missing = [f for f, _ in base.train_list + base.test_list if f not in checksums]
+    archive = {"tgz_md5": checksums["archive"]} if "archive" in checksums else {}
     missing += [] if base.meta["filename"] in checksums else [base.meta["filename"]]
     if missing:
         raise ValueError(f"checksums lacks an md5 for {missing}")
@@ -89,6 +90,7 @@ def _torchvision_class(name: str, checksums: Optional[dict]):
         "train_list": [[f, checksums[f]] for f, _ in base.train_list],
         "test_list": [[f, checksums[f]] for f, _ in base.test_list],
         "meta": {**base.meta, "md5": checksums[base.meta["filename"]]},
+        **archive,
     })
 
 
@@ -204,13 +206,20 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def fabricate(root, name: str, n_train: int = 500, n_test: int = 100, seed: int = 0) -> dict:
+def fabricate(root, name: str, n_train: int = 500, n_test: int = 100, seed: int = 0,
+              archive: bool = False) -> dict:
     """Write a tiny CIFAR-10/100 under ``root`` in the official pickle layout
     (``cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta`` or
     ``cifar-100-python/train, test, meta``; each batch a dict with ``data``
     as uint8 ``[n, 3072]`` rows and its labels) and return the files' md5
     sums, to pass to `load` as ``checksums``. Labels cycle through all
-    classes; CIFAR-100 coarse labels follow the real table."""
+    classes; CIFAR-100 coarse labels follow the real table.
+
+    ``archive=True`` instead leaves only the packed archive the official
+    download fetches (``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz``),
+    its md5 under the key ``"archive"``: ``load(..., download=True)`` then
+    runs torchvision's download step, which finds the verified archive in
+    place (no network) and extracts it."""
     name = _check_name(name)
     num_classes = NUM_CLASSES[name]
     rng = np.random.default_rng(seed)
@@ -247,4 +256,13 @@ def fabricate(root, name: str, n_train: int = 500, n_test: int = 100, seed: int 
         with open(path, "wb") as f:
             pickle.dump(entry, f, protocol=2)
         checksums[filename] = _md5(path)
+    if archive:
+        import shutil
+        import tarfile
+
+        packed = Path(root) / ("cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz")
+        with tarfile.open(packed, "w:gz") as tar:
+            tar.add(folder, arcname=folder.name)
+        shutil.rmtree(folder)
+        checksums["archive"] = _md5(packed)
     return checksums

@@ -150,3 +150,16 @@ def test_torchvision_dataset_gives_pil_images_with_the_override(fabricated):
     assert image.size == (32, 32) and 0 <= label < cifar.NUM_CLASSES[name]
     data = cifar.load(name, root, checksums=checksums)
     assert np.array_equal(np.asarray(image).transpose(2, 0, 1), data.x_test[0])
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_download_step_extracts_the_official_archive(tmp_path, name):
+    """With only the packed archive in the cache, load(download=True) runs
+    torchvision's download step: it verifies the archive's md5, finds it in
+    place (no network) and extracts it."""
+    checksums = cifar.fabricate(tmp_path, name, 120, 30, archive=True)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{name.replace('cifar', 'cifar-')}-python.tar.gz"]
+    data = cifar.load(name, tmp_path, download=True, checksums=checksums)
+    assert data.x_train.shape == (120, 3, 32, 32) and data.x_test.shape == (30, 3, 32, 32)
+    with pytest.raises(RuntimeError, match="not found"):  # extracted files are checked too
+        cifar.load(name, tmp_path)
