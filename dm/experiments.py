@@ -68,6 +68,7 @@ class Config:
 
     dataset: str = "cifar100"           # "cifar10" or "cifar100"
     model: str = "resnet44"             # "resnet<depth>", depth in dm.resnet.DEPTHS
+    shortcut: str = "A"                 # "A": He et al.'s zero padding; "B": projection (authors' Caffe net)
     method: str = "CCE"                 # one of METHODS
     lam: float = 0.0                    # DM's lambda (method "DM" only)
     beta: float = 0.0                   # DM's beta (method "DM" only)
@@ -92,6 +93,8 @@ class Config:
         if self.dataset not in cifar.NUM_CLASSES:
             raise ValueError(f"dataset must be 'cifar10' or 'cifar100', got {self.dataset!r}")
         depth_of(self.model)  # raises on a bad name
+        if self.shortcut not in ("A", "B"):
+            raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         _checks.nonnegative("lam", self.lam)
@@ -354,7 +357,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = resnet(config.model, num_classes)
+        model = resnet(config.model, num_classes, config.shortcut)
     model = model.to(device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)

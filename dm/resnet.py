@@ -8,9 +8,11 @@ A 3x3 convolution with 16 filters, then three stages of ``n`` basic blocks
 ResNet-8 (n = 1) is offered for quick CPU checks only.
 
 Where a stage halves the resolution and doubles the width, the shortcut is
-He et al.'s option A: subsample by 2 and pad the new channels with zeros, so
-shortcuts add no parameters (their CIFAR networks have 0.27M-1.7M
-parameters; ResNet-44 has 0.66M).
+by default He et al.'s option A: subsample by 2 and pad the new channels with
+zeros, so shortcuts add no parameters (their CIFAR networks have 0.27M-1.7M
+parameters; ResNet-44 has 0.66M). ``shortcut="B"`` uses a projection there
+instead (a strided 1x1 convolution and batch norm), as the DM authors'
+Caffe ResNet-44 does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ DEPTHS = (8, 20, 32, 44, 56, 110)
 
 
 class _Block(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int):
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "A"):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -34,12 +36,18 @@ class _Block(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.pad = planes - in_planes  # option A: zero channels for the shortcut
         self.stride = stride
+        self.projection = None
+        if shortcut == "B" and (stride != 1 or self.pad):
+            self.projection = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x
-        if self.stride != 1 or self.pad:
+        if self.projection is not None:
+            shortcut = self.projection(x)
+        elif self.stride != 1 or self.pad:
             shortcut = x[:, :, ::self.stride, ::self.stride]
             shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
         return F.relu(out + shortcut)
@@ -48,8 +56,10 @@ class _Block(nn.Module):
 class ResNet(nn.Module):
     """A CIFAR ResNet of depth ``6n + 2`` for 3x32x32 inputs."""
 
-    def __init__(self, depth: int = 44, num_classes: int = 10):
+    def __init__(self, depth: int = 44, num_classes: int = 10, shortcut: str = "A"):
         super().__init__()
+        if shortcut not in ("A", "B"):
+            raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (projection), got {shortcut!r}")
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {DEPTHS} (6n+2), got {depth!r}")
         if num_classes < 2:
@@ -61,7 +71,7 @@ class ResNet(nn.Module):
         blocks, planes = [], 16
         for width, stride in ((16, 1), (32, 2), (64, 2)):
             for i in range(n):
-                blocks.append(_Block(planes, width, stride if i == 0 else 1))
+                blocks.append(_Block(planes, width, stride if i == 0 else 1, shortcut))
                 planes = width
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(64, num_classes)
@@ -90,7 +100,7 @@ def depth_of(name: str) -> int:
     return depth
 
 
-def resnet(name_or_depth, num_classes: int) -> ResNet:
+def resnet(name_or_depth, num_classes: int, shortcut: str = "A") -> ResNet:
     """``resnet("resnet44", 100)`` or ``resnet(44, 100)``."""
     depth = depth_of(name_or_depth) if isinstance(name_or_depth, str) else name_or_depth
-    return ResNet(depth, num_classes)
+    return ResNet(depth, num_classes, shortcut)

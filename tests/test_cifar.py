@@ -163,3 +163,14 @@ def test_download_step_extracts_the_official_archive(tmp_path, name):
     assert data.x_train.shape == (120, 3, 32, 32) and data.x_test.shape == (30, 3, 32, 32)
     with pytest.raises(RuntimeError, match="not found"):  # extracted files are checked too
         cifar.load(name, tmp_path)
+
+
+def test_projection_shortcuts():
+    """Option B adds a 1x1 convolution and batch norm at each of the two
+    stage changes; otherwise the network is the same."""
+    a, b = resnet(20, 10), resnet(20, 10, shortcut="B")
+    extra = sum(p.numel() for p in b.parameters()) - sum(p.numel() for p in a.parameters())
+    assert extra == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    assert b.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="shortcut must be"):
+        resnet(20, 10, shortcut="C")

@@ -307,3 +307,11 @@ def test_select_on_validation_never_looks_at_the_test_set(data, tmp_path):
     assert again == best
     with pytest.raises(ValueError, match="empty"):
         ex.select_on_validation([], tmp_path, data)
+
+
+def test_shortcut_option_reaches_the_model(data, tmp_path):
+    result = ex.run(tiny(shortcut="B", iterations=2, eval_every=2), tmp_path, data, progress=False)
+    state = torch.load(tmp_path / result["name"] / "model.pt")
+    assert any("projection" in key for key in state)
+    with pytest.raises(ValueError, match="shortcut must be"):
+        tiny(shortcut="b")
