@@ -46,6 +46,7 @@ class Cifar(NamedTuple):
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple                # class names in label order
+    fabricated: bool = False      # True when loaded with `checksums` (a `fabricate` archive)
 
     @property
     def num_classes(self) -> int:
@@ -127,7 +128,8 @@ def load(name: str, root=None, download: bool = False, checksums: Optional[dict]
         return np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))  # NHWC -> NCHW
 
     return Cifar(name, images(train), np.asarray(train.targets, dtype=np.int64),
-                 images(test), np.asarray(test.targets, dtype=np.int64), tuple(train.classes))
+                 images(test), np.asarray(test.targets, dtype=np.int64), tuple(train.classes),
+                 fabricated=checksums is not None)
 
 
 def split_train_val(labels: np.ndarray, val_fraction: float, seed: int):

@@ -39,7 +39,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -50,7 +50,8 @@ from .resnet import depth_of, resnet
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "TABLE1_ROWS",
     "table1_config", "make_loss", "lr_at", "run", "load_result", "select_on_validation",
-    "smoke_config", "mode", "main",
+    "smoke_config", "mode", "notebook_setup", "NotebookSetup", "run_all", "mode_banner", "describe_runs",
+    "main",
 ]
 
 # The methods of the paper's tables, by the names its rows use.
@@ -232,6 +233,9 @@ def mode() -> str:
     if value not in ("full", "smoke"):
         raise ValueError(f"DM_MODE must be 'full' or 'smoke', got {value!r}")
     return value
+
+
+_mode_from_environment = mode  # for functions whose argument is called `mode`
 
 
 # --- the run ------------------------------------------------------------------
@@ -531,7 +535,9 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         "overhead_seconds": overhead,
         "segments": segments,
         "train_images_per_second": config.iterations * config.batch_size / max(wall - overhead, 1e-9),
-        "mode": mode(),
+        # "smoke" whenever the data were fabricated, whatever DM_MODE says.
+        "mode": "smoke" if data.fabricated else mode(),
+        "fabricated_data": bool(data.fabricated),
     }
     result = json.loads(json.dumps(result))  # exactly what a later load_result returns
     # The final weights, then the result (its presence marks the run done).
@@ -561,6 +567,110 @@ def select_on_validation(configs, runs_dir, data: Optional[cifar.Cifar] = None,
                for c in configs]
     scores = [r["final_val_accuracy"] for r in results]
     return configs[scores.index(max(scores))], results
+
+
+# --- experiment notebooks -------------------------------------------------------
+
+class NotebookSetup(NamedTuple):
+    """What an experiment notebook's settings turn into (`notebook_setup`)."""
+    mode: str             # "full" or "smoke"
+    data: cifar.Cifar     # the real data set, or a fabricated one in its format
+    base: Config          # the configuration every run starts from
+    runs_dir: Path        # where the runs' folders go
+    run_options: dict     # keyword arguments for `run`
+
+
+def notebook_setup(paper: Config, name: str, mode: Optional[str] = None, *, runs_dir=None,
+                   use_drive: bool = True, data_root=None, overrides: Optional[dict] = None,
+                   compile: bool = True, amp: Optional[bool] = None, smoke_iterations: int = 4,
+                   eval_train: bool = True) -> NotebookSetup:
+    """The shared set-up of the CIFAR notebooks, for ``mode`` (default `mode()`).
+
+    ``paper``: the paper's configuration of the experiment, changed by
+    ``overrides`` (e.g. ``{"weight_decay": 5e-4}``). ``name``: the notebook's
+    runs folder name.
+
+    full: needs a CUDA GPU (a clear error otherwise). ``runs_dir`` defaults
+    to ``runs/<name>``; on Colab with ``use_drive`` it is on Google Drive
+    (``MyDrive/dm-runs/<name>``, mounted here) so a recycled machine loses
+    nothing. The data set is downloaded into ``data_root`` on first use.
+
+    smoke: the CPU with one thread (fastest for tiny tensors, and robust on
+    a busy machine); a data set fabricated by `dm.cifar.fabricate` in a fresh
+    temporary folder and read through torchvision's loader; the base
+    configuration shrunk by `smoke_config`; ``runs_dir`` defaults to that
+    temporary folder."""
+    import sys
+    import tempfile
+
+    mode = _mode_from_environment() if mode is None else mode
+    if mode not in ("full", "smoke"):
+        raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")
+    base = dataclasses.replace(paper, **(overrides or {}))
+    if mode == "full":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "MODE is 'full' but no CUDA GPU is visible. On Colab: Runtime > Change runtime "
+                "type > GPU, then run all cells again. For a CPU check of the pipeline, set "
+                "the environment variable DM_MODE=smoke.")
+        if runs_dir is None and use_drive and "google.colab" in sys.modules:
+            from google.colab import drive
+
+            drive.mount("/content/drive")
+            runs_dir = f"/content/drive/MyDrive/dm-runs/{name}"
+        data = cifar.load(base.dataset, data_root, download=True)
+        options = dict(compile=compile, amp=amp, progress=True, eval_train=eval_train)
+        return NotebookSetup(mode, data, base, Path(runs_dir or f"runs/{name}"), options)
+    torch.set_num_threads(1)
+    scratch = Path(tempfile.mkdtemp(prefix="dm-smoke-"))
+    checksums = cifar.fabricate(scratch / "data", base.dataset)  # 500 training, 100 test images
+    data = cifar.load(base.dataset, scratch / "data", checksums=checksums)
+    options = dict(device="cpu", compile=False, progress=False, eval_train=eval_train)
+    return NotebookSetup(mode, data, smoke_config(base, smoke_iterations),
+                         Path(runs_dir) if runs_dir is not None else scratch / "runs", options)
+
+
+def run_all(configs: dict, runs_dir, data: cifar.Cifar, *, report: bool = True, **run_options) -> dict:
+    """`run` every configuration of ``configs`` (any key -> `Config`), in
+    order: stored results load at once, interrupted runs resume. Returns
+    key -> result. Prints how many were stored already, the session's time
+    and, with ``report``, one line per run."""
+    stored = sum(load_result(config, runs_dir) is not None for config in configs.values())
+    print(f"{stored} of {len(configs)} runs already stored in {runs_dir}")
+    results, start = {}, time.perf_counter()
+    for key, config in configs.items():
+        results[key] = result = run(config, runs_dir, data, **run_options)
+        if report:
+            label = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+            print(f"{label:<28} final test accuracy {result['final_test_accuracy']:.3f} "
+                  f"({result['wall_seconds'] / 60:.1f} min on {result['hardware']})")
+    print(f"{len(results)} results; this session: {time.perf_counter() - start:.0f} s")
+    return results
+
+
+def mode_banner(mode: str, runs: int, data_name: str) -> str:
+    """The line an experiment notebook prints above its reproduced table."""
+    if mode == "smoke":
+        return ("MODE: smoke. These are smoke numbers from a few iterations on fabricated data, "
+                "NOT a reproduction:\nthe 'ours' entries stay empty and the paper's numbers are "
+                "the target.")
+    return f"MODE: full. {runs} runs with the paper's settings on the real {data_name}."
+
+
+def describe_runs(results, mode: str) -> str:
+    """Where and how long: the hardware, the summed training time (as stored
+    in each result, so earlier sessions count) and the arithmetic."""
+    results = list(results)
+    if any(r["mode"] != mode for r in results):
+        raise ValueError(f"results from another mode than {mode!r}")
+    total = sum(r["wall_seconds"] for r in results)
+    return "\n".join([
+        f"MODE: {mode}; torch {torch.__version__}",
+        f"hardware: {', '.join(sorted({r['hardware'] for r in results}))}",
+        f"total training time over {len(results)} runs: {total:.0f} s ({total / 3600:.2f} h)",
+        f"compiled: {sorted({r['compiled'] for r in results})}, "
+        f"bfloat16 autocast: {sorted({r['amp_bf16'] for r in results})}",
+    ])
 
 
 # --- command line --------------------------------------------------------------

@@ -158,8 +158,9 @@ def table9_measures(result: dict) -> dict:
 # --- placing results ----------------------------------------------------------
 
 def is_full(result: dict) -> bool:
-    """Whether ``result`` comes from a full-mode run (``DM_MODE=full``)."""
-    return result.get("mode") == "full"
+    """Whether ``result`` comes from a full-mode run (``DM_MODE=full``) on
+    real data."""
+    return result.get("mode") == "full" and not result.get("fabricated_data", False)
 
 
 def _canonical(value):

@@ -315,3 +315,52 @@ def test_shortcut_option_reaches_the_model(data, tmp_path):
     assert any("projection" in key for key in state)
     with pytest.raises(ValueError, match="shortcut must be"):
         tiny(shortcut="b")
+
+
+def test_notebook_setup_smoke_mode(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        setup = ex.notebook_setup(ex.PAPER_CIFAR100, "t", "smoke", overrides={"weight_decay": 5e-4},
+                                  smoke_iterations=6, eval_train=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert setup.mode == "smoke" and setup.data.name == "cifar100" and len(setup.data.y_train) == 500
+    assert setup.base == ex.smoke_config(dataclasses.replace(ex.PAPER_CIFAR100, weight_decay=5e-4), 6)
+    assert setup.run_options == dict(device="cpu", compile=False, progress=False, eval_train=False)
+    assert setup.runs_dir.name == "runs" and "dm-smoke-" in str(setup.runs_dir)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_notebook_setup_full_mode_needs_a_gpu():
+    with pytest.raises(RuntimeError, match="no CUDA GPU.*DM_MODE=smoke"):
+        ex.notebook_setup(ex.PAPER_CIFAR100, "t", "full")
+    with pytest.raises(ValueError, match="'fast'"):
+        ex.notebook_setup(ex.PAPER_CIFAR100, "t", "fast")
+
+
+def test_banner_and_description(data, tmp_path):
+    assert "NOT a reproduction" in ex.mode_banner("smoke", 3, "CIFAR-10")
+    assert ex.mode_banner("full", 3, "CIFAR-10") == "MODE: full. 3 runs with the paper's settings on the real CIFAR-10."
+    result = ex.run(tiny(iterations=2, eval_every=2), tmp_path, data, progress=False)
+    text = ex.describe_runs([result], result["mode"])
+    assert "hardware: CPU" in text and "over 1 runs" in text
+    with pytest.raises(ValueError, match="another mode"):
+        ex.describe_runs([result], "full" if result["mode"] == "smoke" else "smoke")
+
+
+def test_fabricated_data_always_makes_a_smoke_result(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("DM_MODE", "full")
+    assert data.fabricated
+    result = ex.run(tiny(iterations=2, eval_every=2), tmp_path, data, progress=False)
+    assert result["mode"] == "smoke" and result["fabricated_data"]
+    from dm import paper
+    assert not paper.is_full(result)
+
+
+def test_run_all_runs_loads_and_reports(data, tmp_path, capsys):
+    configs = {("a", 1): tiny(iterations=2, eval_every=2), ("b", 2): tiny(iterations=2, eval_every=2, seed=5)}
+    first = ex.run_all(configs, tmp_path, data, progress=False)
+    out = capsys.readouterr().out
+    assert "0 of 2 runs already stored" in out and "a 1" in out and "final test accuracy" in out
+    again = ex.run_all(configs, tmp_path, data, report=False, progress=False)
+    assert again == first and "2 of 2 runs already stored" in capsys.readouterr().out
