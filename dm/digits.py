@@ -85,6 +85,19 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((model(x).argmax(1) == y).float().mean())
 
 
+def _batches(n: int, batch_size: int, seed: int):
+    """Mini-batch indices without end, as `train` and `train_many` draw them:
+    a seeded permutation of ``range(n)`` per epoch, cut into batches; a
+    remainder too short for a batch is skipped."""
+    generator = torch.Generator().manual_seed(seed)
+    order, position = torch.randperm(n, generator=generator), 0
+    while True:
+        if position + batch_size > n:
+            order, position = torch.randperm(n, generator=generator), 0
+        yield order[position:position + batch_size]
+        position += batch_size
+
+
 def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
           momentum: float = 0.9, batch_size: int = 128, hidden: int = 64,
           seed: int = 0, record_every: int = 100) -> dict:
@@ -96,15 +109,10 @@ def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
     """
     model = mlp(hidden, seed)
     optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    generator = torch.Generator().manual_seed(seed)
-    n = len(data.y_train)
-    order, position = torch.randperm(n, generator=generator), 0
+    batches = _batches(len(data.y_train), batch_size, seed)
     history = {"step": [], "test_accuracy": [], "val_accuracy": [], "max_abs_logit": []}
     for step in range(1, steps + 1):
-        if position + batch_size > n:
-            order, position = torch.randperm(n, generator=generator), 0
-        batch = order[position:position + batch_size]
-        position += batch_size
+        batch = next(batches)
         optimiser.zero_grad(set_to_none=True)
         loss(model(data.x_train[batch]), data.y_train[batch]).backward()
         optimiser.step()
@@ -157,8 +165,8 @@ def train_many(loss_modules: Sequence[nn.Module], x: torch.Tensor, y: torch.Tens
     """Train one ``mlp(hidden, seed)`` per loss on ``(x, y)``, all at once.
 
     Every model starts from the same initialisation and sees the same
-    mini-batches, drawn exactly as `train` draws them (a seeded permutation
-    per epoch), so model k is `train` with ``loss_modules[k]`` up to float
+    mini-batches, drawn exactly as `train` draws them (`_batches`: a seeded
+    permutation per epoch), so model k is `train` with ``loss_modules[k]`` up to float
     rounding. The K models' parameters are stacked and run with
     ``torch.func.vmap``; the losses are summed, and since the models share no
     parameter each one's gradient is its own loss's. SGD with momentum acts
@@ -176,14 +184,9 @@ def train_many(loss_modules: Sequence[nn.Module], x: torch.Tensor, y: torch.Tens
     forward = vmap(lambda p, b, inputs: functional_call(skeleton, (p, b), (inputs,)),
                    in_dims=(0, 0, None))
     optimiser = torch.optim.SGD(params.values(), lr=lr, momentum=momentum)
-    generator = torch.Generator().manual_seed(seed)
-    n = len(y)
-    order, position = torch.randperm(n, generator=generator), 0
+    batches = _batches(len(y), batch_size, seed)
     for _ in range(steps):
-        if position + batch_size > n:
-            order, position = torch.randperm(n, generator=generator), 0
-        batch = order[position:position + batch_size]
-        position += batch_size
+        batch = next(batches)
         optimiser.zero_grad(set_to_none=True)
         logits = forward(params, buffers, x[batch])  # [K, B, classes]
         targets = y[batch]
