@@ -37,6 +37,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -280,6 +281,12 @@ def load_result(config: Config, runs_dir) -> Optional[dict]:
     return result
 
 
+# What `run` records on the training set at each evaluation (``eval_train``).
+_TRAIN_MEASURES = ("train_accuracy_noisy_labels", "train_accuracy_clean_labels",
+                   "train_accuracy_corrupted", "train_accuracy_intact",
+                   "mean_p_corrupted", "mean_p_intact")
+
+
 class _Evaluator:
     """Accuracy and mean p of the labelled class, without augmentation."""
 
@@ -292,17 +299,17 @@ class _Evaluator:
         """(predicted class, p of ``labels``) for every image, as device tensors."""
         was_training = self.model.training
         self.model.eval()
-        correct, p = [], []
+        predicted, p = [], []
         for start in range(0, len(labels), self.batch_size):
             x = cifar.normalize(images[start:start + self.batch_size], self.dataset)
             x = x.contiguous(memory_format=self.memory_format)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
                 logits = self.model(x).float()
             y = labels[start:start + self.batch_size]
-            correct.append(logits.argmax(1))
+            predicted.append(logits.argmax(1))
             p.append(torch.softmax(logits, 1).gather(1, y[:, None])[:, 0])
         self.model.train(was_training)
-        return torch.cat(correct), torch.cat(p)
+        return torch.cat(predicted), torch.cat(p)
 
 
 def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=None,
@@ -374,8 +381,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     evaluator = _Evaluator(model, config.dataset, device, amp, memory_format)
 
     history = {key: [] for key in (
-        "iteration", "lr", "train_loss", "test_accuracy", "val_accuracy",
-        "train_accuracy_noisy_labels", "train_accuracy_clean_labels", "train_accuracy_corrupted", "train_accuracy_intact", "mean_p_corrupted", "mean_p_intact")}
+        "iteration", "lr", "train_loss", "test_accuracy", "val_accuracy") + _TRAIN_MEASURES}
     start, wall, overhead, segments = 0, 0.0, 0.0, []
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
@@ -448,14 +454,17 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     order, order_epoch = None, -1
     augment_generator = torch.Generator(device=device)
     order_generator = torch.Generator()
+    def synchronize() -> None:  # wall-clock readings must wait for the GPU's queued work
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=config.iterations, initial=start, desc=config.name(), leave=False)
     segments.append({"start": start, "hardware": _hardware(device), "torch": torch.__version__})
     model.train()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize()
     t0 = time.perf_counter()
     for it in range(start, config.iterations):
         epoch, k = divmod(it, batches_per_epoch)
@@ -487,8 +496,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         # No checkpoint at the end: model.pt and result.json supersede it.
         is_checkpoint = (done % config.checkpoint_every == 0 and done < config.iterations) or done == stop_at
         if is_eval or is_checkpoint:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize()
             pause = time.perf_counter()
         if is_eval:
             evaluate(done)
@@ -506,8 +514,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
             if bar is not None:
                 bar.close()
             return None
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize()
     wall += time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -519,10 +526,8 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         "best_test_accuracy": max(test),
         "final_test_accuracy": test[-1],
         "final_val_accuracy": history["val_accuracy"][-1],
-        "final_train_accuracy_noisy_labels": history["train_accuracy_noisy_labels"][-1] if eval_train else None,
-        "final_train_accuracy_clean_labels": history["train_accuracy_clean_labels"][-1] if eval_train else None,
-        "final_train_accuracy_corrupted": history["train_accuracy_corrupted"][-1] if eval_train else None,
-        "final_train_accuracy_intact": history["train_accuracy_intact"][-1] if eval_train else None,
+        **{f"final_{key}": history[key][-1] if eval_train else None
+           for key in _TRAIN_MEASURES if key.startswith("train_accuracy")},
         "realised_noise_rate": noise.realised_rate(clean, noisy),
         "transition_matrix": np.round(noise.transition_matrix(clean, noisy, num_classes), 4).tolist(),
         "train_size": int(n), "val_size": int(len(val_idx)), "test_size": int(len(y_test)),
@@ -600,9 +605,6 @@ def notebook_setup(paper: Config, name: str, mode: Optional[str] = None, *, runs
     temporary folder and read through torchvision's loader; the base
     configuration shrunk by `smoke_config`; ``runs_dir`` defaults to that
     temporary folder."""
-    import sys
-    import tempfile
-
     mode = _mode_from_environment() if mode is None else mode
     if mode not in ("full", "smoke"):
         raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")
