@@ -33,19 +33,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
-import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
 
-from . import _checks, cifar, losses, noise
+from . import _checks, cifar, losses, noise, runs
+from .runs import describe_runs, load_result, mode, mode_banner
 from .resnet import depth_of, resnet
 
 __all__ = [
@@ -137,14 +134,9 @@ class Config:
         if self != defaults:  # anything else changed: keep names unique
             changed = {k: v for k, v in dataclasses.asdict(self).items()
                        if v != getattr(defaults, k)}
-            parts.append("x" + _short_hash(changed))
+            parts.append("x" + runs.short_hash(changed))
         parts.append(f"seed{self.seed}")
         return "_".join(parts)
-
-
-def _short_hash(obj) -> str:
-    import hashlib
-    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
 # The paper's two CIFAR settings. CIFAR-10 with ResNet-56 (Table 9, Figure 2):
@@ -226,16 +218,6 @@ def smoke_config(config: Config, iterations: int = 4, batch_size: int = 16,
                                lr_milestones=milestones, eval_every=every, checkpoint_every=every)
 
 
-def mode() -> str:
-    """The notebooks' switch: ``$DM_MODE``, "full" (the paper's settings on the
-    real data, needs a GPU) or "smoke" (a few iterations on a fabricated tiny
-    data set, CPU). Default "full"."""
-    value = os.environ.get("DM_MODE", "full")
-    if value not in ("full", "smoke"):
-        raise ValueError(f"DM_MODE must be 'full' or 'smoke', got {value!r}")
-    return value
-
-
 _mode_from_environment = mode  # for functions whose argument is called `mode`
 
 
@@ -250,35 +232,6 @@ def _noisy_labels(config: Config, clean: np.ndarray) -> np.ndarray:
                                exact=config.noise_exact)
     rule = noise.asymmetric_cifar10 if config.dataset == "cifar10" else noise.asymmetric_cifar100
     return rule(clean, config.noise_rate, config.seed, exact=config.noise_exact)
-
-
-def _device(device) -> torch.device:
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def load_result(config: Config, runs_dir) -> Optional[dict]:
-    """The stored result of ``config`` under ``runs_dir``, or None."""
-    path = Path(runs_dir) / config.name() / "result.json"
-    if not path.exists():
-        return None
-    result = json.loads(path.read_text())
-    if result["config"] != json.loads(json.dumps(dataclasses.asdict(config))):
-        raise ValueError(f"{path} holds the result of a different configuration")
-    return result
 
 
 # What `run` records on the training set at each evaluation (``eval_train``).
@@ -343,7 +296,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         data = cifar.load(config.dataset)
     if data.name != config.dataset:
         raise ValueError(f"data is {data.name} but config.dataset is {config.dataset}")
-    device = _device(device)
+    device = runs.resolve_device(device)
     if amp is None:  # bfloat16 where the GPU has it natively (not a T4, say)
         amp = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     amp = bool(amp)
@@ -380,57 +333,26 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     forward = torch.compile(model) if compile else model
     evaluator = _Evaluator(model, config.dataset, device, amp, memory_format)
 
-    history = {key: [] for key in (
-        "iteration", "lr", "train_loss", "test_accuracy", "val_accuracy") + _TRAIN_MEASURES}
-    start, wall, overhead, segments = 0, 0.0, 0.0, []
-    loss_sum = torch.zeros((), device=device)
-    loss_count = 0
-    checkpoint_path = out / "checkpoint.pt"
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["config"] != dataclasses.asdict(config):
-            raise ValueError(f"{checkpoint_path} belongs to a different configuration")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, wall, history = state["iteration"], state["wall_seconds"], state["history"]
-        overhead = state["overhead_seconds"]
-        segments = state["segments"]
-        loss_sum = torch.tensor(state["loss_sum"], device=device)
-        loss_count = state["loss_count"]
-
-    def evaluate(iteration: int) -> None:
-        history["iteration"].append(iteration)
-        history["lr"].append(lr_at(config, iteration - 1))
-        history["train_loss"].append(float(loss_sum) / max(loss_count, 1))
-
+    def evaluate(iteration: int) -> dict:
         def mean(values: torch.Tensor):  # 6 decimals: JSON without float32 noise
             return round(float(values.float().mean()), 6) if values.numel() else None
 
-        history["test_accuracy"].append(mean(evaluator.predictions(x_test, y_test)[0] == y_test))
-        history["val_accuracy"].append(
-            mean(evaluator.predictions(x_val, y_val)[0] == y_val) if len(y_val) else None)
+        measured = {
+            "test_accuracy": mean(evaluator.predictions(x_test, y_test)[0] == y_test),
+            "val_accuracy": mean(evaluator.predictions(x_val, y_val)[0] == y_val) if len(y_val) else None,
+        }
         if eval_train:
             predicted, p = evaluator.predictions(x_train, y_train)
             # The whole training set against the labels trained on and against
             # the original ones (the paper's Table 9 "corrupted" / "intact").
-            history["train_accuracy_noisy_labels"].append(mean(predicted == y_train))
-            history["train_accuracy_clean_labels"].append(mean(predicted == y_clean))
+            measured["train_accuracy_noisy_labels"] = mean(predicted == y_train)
+            measured["train_accuracy_clean_labels"] = mean(predicted == y_clean)
             # Each part of it against the labels trained on, and the mean p of
             # the labelled class there (Figure 2a).
             for name, mask in (("corrupted", corrupted), ("intact", ~corrupted)):
-                history[f"train_accuracy_{name}"].append(mean(predicted[mask] == y_train[mask]))
-                history[f"mean_p_{name}"].append(mean(p[mask]))
-        if not math.isfinite(history["train_loss"][-1]):
-            raise FloatingPointError(
-                f"{config.name()}: training loss is {history['train_loss'][-1]} at iteration {iteration}")
-
-    def save_checkpoint(iteration: int, elapsed: float, overhead: float) -> None:
-        state = {"config": dataclasses.asdict(config), "iteration": iteration,
-                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "history": history, "wall_seconds": elapsed, "overhead_seconds": overhead,
-                 "segments": segments,
-                 "loss_sum": float(loss_sum), "loss_count": loss_count}
-        _atomic_write(checkpoint_path, lambda p: torch.save(state, p))
+                measured[f"train_accuracy_{name}"] = mean(predicted[mask] == y_train[mask])
+                measured[f"mean_p_{name}"] = mean(p[mask])
+        return measured
 
     batches_per_epoch = n // config.batch_size
     # The "classes" sampler (the authors' Caffe data layer): P = batch/8
@@ -451,73 +373,40 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         offsets = (u * counts[chosen, None]).long()
         return by_class[(starts[chosen, None] + offsets).flatten()]
 
-    order, order_epoch = None, -1
+    order = {"epoch": -1, "indices": None}
     augment_generator = torch.Generator(device=device)
     order_generator = torch.Generator()
-    def synchronize() -> None:  # wall-clock readings must wait for the GPU's queued work
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=config.iterations, initial=start, desc=config.name(), leave=False)
-    segments.append({"start": start, "hardware": _hardware(device), "torch": torch.__version__})
-    model.train()
-    synchronize()
-    t0 = time.perf_counter()
-    for it in range(start, config.iterations):
+    def step(it: int) -> torch.Tensor:
         epoch, k = divmod(it, batches_per_epoch)
-        if epoch != order_epoch:
-            order_generator.manual_seed(config.seed * 1_000_003 + epoch)
-            order = torch.randperm(n, generator=order_generator).to(device)
-            order_epoch = epoch
-        augment_generator.manual_seed(config.seed * 1_000_003 + it)
+        if epoch != order["epoch"]:
+            order_generator.manual_seed(runs.seed_at(config.seed, epoch))
+            order["indices"] = torch.randperm(n, generator=order_generator).to(device)
+            order["epoch"] = epoch
+        augment_generator.manual_seed(runs.seed_at(config.seed, it))
         if config.sampler == "uniform":
-            idx = order[k * config.batch_size:(k + 1) * config.batch_size]
+            idx = order["indices"][k * config.batch_size:(k + 1) * config.batch_size]
         else:
             idx = class_batch(augment_generator)
         x = cifar.normalize(cifar.augment(x_train[idx], augment_generator), config.dataset)
         x = x.contiguous(memory_format=memory_format)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(config, it)
         with torch.autocast(device.type, torch.bfloat16, enabled=amp):
             logits = forward(x)
         loss = loss_fn(logits.float(), y_train[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach()
-        loss_count += 1
-        done = it + 1
-        if bar is not None:
-            bar.update(1)
-        is_eval = done % config.eval_every == 0 or done == config.iterations
-        # No checkpoint at the end: model.pt and result.json supersede it.
-        is_checkpoint = (done % config.checkpoint_every == 0 and done < config.iterations) or done == stop_at
-        if is_eval or is_checkpoint:
-            synchronize()
-            pause = time.perf_counter()
-        if is_eval:
-            evaluate(done)
-            loss_sum.zero_()
-            loss_count = 0
-            if bar is not None:
-                bar.set_postfix(test_acc=f"{history['test_accuracy'][-1]:.3f}")
-        if is_checkpoint:
-            now = time.perf_counter()
-            # Wall and overhead as of now; the save itself counts as overhead below.
-            save_checkpoint(done, wall + now - t0, overhead + now - pause)
-        if is_eval or is_checkpoint:
-            overhead += time.perf_counter() - pause
-        if stop_at is not None and done >= stop_at and done < config.iterations:
-            if bar is not None:
-                bar.close()
-            return None
-    synchronize()
-    wall += time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
+        return loss
+
+    trained = runs.train(
+        config, out, model=model, optimizer=optimizer, step=step, evaluate=evaluate,
+        lr=lambda it: lr_at(config, it), iterations=config.iterations,
+        eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, device=device,
+        measures=("test_accuracy", "val_accuracy") + _TRAIN_MEASURES,
+        progress=progress, stop_at=stop_at)
+    if trained is None:
+        return None
+    history = trained.history
 
     test = history["test_accuracy"]
     result = {
@@ -532,24 +421,20 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         "transition_matrix": np.round(noise.transition_matrix(clean, noisy, num_classes), 4).tolist(),
         "train_size": int(n), "val_size": int(len(val_idx)), "test_size": int(len(y_test)),
         "history": history,
-        "hardware": _hardware(device),
+        "hardware": runs.hardware(device),
         "torch": torch.__version__,
         "amp_bf16": amp, "compiled": bool(compile),
-        "wall_seconds": wall,
+        "wall_seconds": trained.wall_seconds,
         # Time in evaluations and checkpoints; the rest is training steps.
-        "overhead_seconds": overhead,
-        "segments": segments,
-        "train_images_per_second": config.iterations * config.batch_size / max(wall - overhead, 1e-9),
+        "overhead_seconds": trained.overhead_seconds,
+        "segments": trained.segments,
+        "train_images_per_second": config.iterations * config.batch_size
+                                   / max(trained.wall_seconds - trained.overhead_seconds, 1e-9),
         # "smoke" whenever the data were fabricated, whatever DM_MODE says.
         "mode": "smoke" if data.fabricated else mode(),
         "fabricated_data": bool(data.fabricated),
     }
-    result = json.loads(json.dumps(result))  # exactly what a later load_result returns
-    # The final weights, then the result (its presence marks the run done).
-    _atomic_write(out / "model.pt", lambda p: torch.save(model.state_dict(), p))
-    _atomic_write(out / "result.json", lambda p: p.write_text(json.dumps(result, indent=1)))
-    checkpoint_path.unlink(missing_ok=True)  # superseded by model.pt and result.json
-    return result
+    return runs.finish(out, result, model)
 
 
 def select_on_validation(configs, runs_dir, data: Optional[cifar.Cifar] = None,
@@ -575,6 +460,13 @@ def select_on_validation(configs, runs_dir, data: Optional[cifar.Cifar] = None,
 
 
 # --- experiment notebooks -------------------------------------------------------
+
+def run_all(configs: dict, runs_dir, data: cifar.Cifar, *, report: bool = True, **run_options) -> dict:
+    """`run` every configuration of ``configs`` (any key -> `Config`), in
+    order (`dm.runs.run_all`): stored results load at once, interrupted runs
+    resume. Returns key -> result."""
+    return runs.run_all(run, configs, runs_dir, data, report=report, **run_options)
+
 
 class NotebookSetup(NamedTuple):
     """What an experiment notebook's settings turn into (`notebook_setup`)."""
@@ -630,49 +522,6 @@ def notebook_setup(paper: Config, name: str, mode: Optional[str] = None, *, runs
     options = dict(device="cpu", compile=False, progress=False, eval_train=eval_train)
     return NotebookSetup(mode, data, smoke_config(base, smoke_iterations),
                          Path(runs_dir) if runs_dir is not None else scratch / "runs", options)
-
-
-def run_all(configs: dict, runs_dir, data: cifar.Cifar, *, report: bool = True, **run_options) -> dict:
-    """`run` every configuration of ``configs`` (any key -> `Config`), in
-    order: stored results load at once, interrupted runs resume. Returns
-    key -> result. Prints how many were stored already, the session's time
-    and, with ``report``, one line per run."""
-    stored = sum(load_result(config, runs_dir) is not None for config in configs.values())
-    print(f"{stored} of {len(configs)} runs already stored in {runs_dir}")
-    results, start = {}, time.perf_counter()
-    for key, config in configs.items():
-        results[key] = result = run(config, runs_dir, data, **run_options)
-        if report:
-            label = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
-            print(f"{label:<28} final test accuracy {result['final_test_accuracy']:.3f} "
-                  f"({result['wall_seconds'] / 60:.1f} min on {result['hardware']})")
-    print(f"{len(results)} results; this session: {time.perf_counter() - start:.0f} s")
-    return results
-
-
-def mode_banner(mode: str, runs: int, data_name: str) -> str:
-    """The line an experiment notebook prints above its reproduced table."""
-    if mode == "smoke":
-        return ("MODE: smoke. These are smoke numbers from a few iterations on fabricated data, "
-                "NOT a reproduction:\nthe 'ours' entries stay empty and the paper's numbers are "
-                "the target.")
-    return f"MODE: full. {runs} runs with the paper's settings on the real {data_name}."
-
-
-def describe_runs(results, mode: str) -> str:
-    """Where and how long: the hardware, the summed training time (as stored
-    in each result, so earlier sessions count) and the arithmetic."""
-    results = list(results)
-    if any(r["mode"] != mode for r in results):
-        raise ValueError(f"results from another mode than {mode!r}")
-    total = sum(r["wall_seconds"] for r in results)
-    return "\n".join([
-        f"MODE: {mode}; torch {torch.__version__}",
-        f"hardware: {', '.join(sorted({r['hardware'] for r in results}))}",
-        f"total training time over {len(results)} runs: {total:.0f} s ({total / 3600:.2f} h)",
-        f"compiled: {sorted({r['compiled'] for r in results})}, "
-        f"bfloat16 autocast: {sorted({r['amp_bf16'] for r in results})}",
-    ])
 
 
 # --- command line --------------------------------------------------------------

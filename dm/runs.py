@@ -1,0 +1,274 @@
+"""Run folders and the training loop shared by the experiments (CIFAR in
+`dm.experiments`, IMDB in `dm.sentiment`): one configuration in, one JSON
+file out.
+
+A run of a configuration ``config`` (a frozen dataclass with a ``name()``)
+lives in ``<runs_dir>/<config.name()>/``. While it trains, `train` keeps
+``checkpoint.pt`` there (written atomically every ``checkpoint_every``
+iterations); `finish` writes the final weights ``model.pt`` and then
+``result.json``, whose presence marks the run done. So:
+
+- calling an experiment's ``run`` again returns the stored result without
+  training (`load_result`, which also checks that the stored configuration
+  is the one asked for);
+- a run that was interrupted (a Colab disconnect, a killed process) resumes
+  from its last checkpoint and reaches the same numbers as an uninterrupted
+  run (bitwise on a CPU; on a GPU up to cuDNN's nondeterminism).
+
+Seeding: randomness is a function of the seed and the position in training,
+never of a generator's history (`seed_at`): the batch order of epoch ``e``
+comes from a generator seeded with ``seed_at(seed, e)``, anything drawn at
+iteration ``t`` from one seeded with ``seed_at(seed, t)``. That is what makes
+resuming exact without saving generator states.
+
+The notebooks' switch between a full run and a smoke run is `mode`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional
+
+import torch
+
+__all__ = [
+    "seed_at", "short_hash", "atomic_write", "load_result", "resolve_device", "hardware",
+    "synchronize", "Trained", "train", "finish", "run_all", "mode", "mode_banner", "describe_runs",
+]
+
+
+def seed_at(seed: int, position: int) -> int:
+    """The seed of the generator used at ``position`` (an epoch or an
+    iteration) of a run seeded with ``seed``."""
+    return seed * 1_000_003 + position
+
+
+def short_hash(obj) -> str:
+    """Eight hex digits identifying a JSON-able object (for unique names)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path``: a reader (or a resumed
+    run after a crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _as_json(config) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def load_result(config, runs_dir) -> Optional[dict]:
+    """The stored result of ``config`` under ``runs_dir``, or None."""
+    path = Path(runs_dir) / config.name() / "result.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    if result["config"] != _as_json(config):
+        raise ValueError(f"{path} holds the result of a different configuration")
+    return result
+
+
+def resolve_device(device) -> torch.device:
+    """``device``, or CUDA when available and the CPU otherwise."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def hardware(device: torch.device) -> str:
+    """The GPU's name, or the CPU and the number of torch threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (before reading a wall clock)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Trained(NamedTuple):
+    """What `train` returns once the last iteration is done."""
+    history: dict            # measure -> one value per evaluation
+    wall_seconds: float      # training time over all sessions of the run
+    overhead_seconds: float  # the part of it spent in evaluations and checkpoints
+    segments: list           # one record per session: first iteration, hardware, torch
+
+
+def train(config, out: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+          step: Callable[[int], torch.Tensor], evaluate: Callable[[int], dict],
+          lr: Callable[[int], float], iterations: int, eval_every: int, checkpoint_every: int,
+          device: torch.device, measures: tuple = ("test_accuracy",), progress: bool = True,
+          stop_at: Optional[int] = None, show: str = "test_accuracy") -> Optional[Trained]:
+    """The training loop: iterations ``0 .. iterations - 1``, resumed from
+    ``out/checkpoint.pt`` if there is one (written for this ``config``).
+
+    ``step(t)`` does iteration ``t`` (draw a batch, forward, backward,
+    ``optimizer.step()``) at the learning rate ``lr(t)``, already set in the
+    optimizer, and returns the batch's loss as a 0-d tensor; it must draw its
+    randomness by `seed_at`. ``evaluate(done)`` returns the measurements after
+    ``done`` iterations as ``{name: value}`` (names from ``measures``; a
+    measure it leaves out keeps an empty list), appended to the history
+    beside the iteration, its learning rate and the mean training loss since
+    the last evaluation. Evaluations come every ``eval_every`` iterations and at
+    the end; checkpoints every ``checkpoint_every`` (not at the end: `finish`
+    supersedes them). Nothing is read back from the device between them.
+
+    ``stop_at``: stop after that many iterations, as an interruption would
+    (for tests), writing a checkpoint there; returns None then. A tqdm bar
+    with ``progress``, showing the last value of the measure ``show``.
+    """
+    checkpoint = Path(out) / "checkpoint.pt"
+    history = {key: [] for key in ("iteration", "lr", "train_loss", *measures)}
+    start, wall, overhead, segments = 0, 0.0, 0.0, []
+    loss_sum = torch.zeros((), device=device)
+    loss_count = 0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["config"] != dataclasses.asdict(config):
+            raise ValueError(f"{checkpoint} belongs to a different configuration")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, wall, history = state["iteration"], state["wall_seconds"], state["history"]
+        overhead, segments = state["overhead_seconds"], state["segments"]
+        loss_sum = torch.tensor(state["loss_sum"], device=device)
+        loss_count = state["loss_count"]
+
+    def save_checkpoint(iteration: int, elapsed: float, overhead: float) -> None:
+        state = {"config": dataclasses.asdict(config), "iteration": iteration,
+                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "history": history, "wall_seconds": elapsed, "overhead_seconds": overhead,
+                 "segments": segments, "loss_sum": float(loss_sum), "loss_count": loss_count}
+        atomic_write(checkpoint, lambda p: torch.save(state, p))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=iterations, initial=start, desc=config.name(), leave=False)
+    segments.append({"start": start, "hardware": hardware(device), "torch": torch.__version__})
+    model.train()
+    synchronize(device)
+    t0 = time.perf_counter()
+    for it in range(start, iterations):
+        for group in optimizer.param_groups:
+            group["lr"] = lr(it)
+        loss_sum += step(it).detach()
+        loss_count += 1
+        done = it + 1
+        if bar is not None:
+            bar.update(1)
+        is_eval = done % eval_every == 0 or done == iterations
+        is_checkpoint = (done % checkpoint_every == 0 and done < iterations) or done == stop_at
+        if is_eval or is_checkpoint:
+            synchronize(device)
+            pause = time.perf_counter()
+        if is_eval:
+            history["iteration"].append(done)
+            history["lr"].append(lr(done - 1))
+            history["train_loss"].append(float(loss_sum) / max(loss_count, 1))
+            for key, value in evaluate(done).items():
+                history[key].append(value)
+            if not math.isfinite(history["train_loss"][-1]):
+                raise FloatingPointError(
+                    f"{config.name()}: training loss is {history['train_loss'][-1]} at iteration {done}")
+            loss_sum.zero_()
+            loss_count = 0
+            if bar is not None and history.get(show):
+                bar.set_postfix({show: f"{history[show][-1]:.3f}"})
+        if is_checkpoint:
+            now = time.perf_counter()
+            # Wall and overhead as of now; the save itself counts as overhead below.
+            save_checkpoint(done, wall + now - t0, overhead + now - pause)
+        if is_eval or is_checkpoint:
+            overhead += time.perf_counter() - pause
+        if stop_at is not None and done >= stop_at and done < iterations:
+            if bar is not None:
+                bar.close()
+            return None
+    synchronize(device)
+    wall += time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return Trained(history, wall, overhead, segments)
+
+
+def finish(out: Path, result: dict, model: torch.nn.Module) -> dict:
+    """Write the final weights, then ``result.json`` (its presence marks the
+    run done), and drop the checkpoint. Returns ``result`` as a later
+    `load_result` will read it (a JSON round trip)."""
+    out = Path(out)
+    result = json.loads(json.dumps(result))
+    atomic_write(out / "model.pt", lambda p: torch.save(model.state_dict(), p))
+    atomic_write(out / "result.json", lambda p: p.write_text(json.dumps(result, indent=1)))
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return result
+
+
+def run_all(run: Callable, configs: dict, runs_dir, data, *, report: bool = True, **run_options) -> dict:
+    """``run(config, runs_dir, data, **run_options)`` for every configuration
+    of ``configs`` (any key -> config), in order: stored results load at
+    once, interrupted runs resume. Returns key -> result. Prints how many
+    were stored already, the session's time and, with ``report``, one line
+    per run."""
+    stored = sum(load_result(config, runs_dir) is not None for config in configs.values())
+    print(f"{stored} of {len(configs)} runs already stored in {runs_dir}")
+    results, start = {}, time.perf_counter()
+    for key, config in configs.items():
+        results[key] = result = run(config, runs_dir, data, **run_options)
+        if report:
+            label = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+            print(f"{label:<28} final test accuracy {result['final_test_accuracy']:.3f} "
+                  f"({result['wall_seconds'] / 60:.1f} min on {result['hardware']})")
+    print(f"{len(results)} results; this session: {time.perf_counter() - start:.0f} s")
+    return results
+
+
+# --- the experiment notebooks' switch ------------------------------------------------
+
+def mode() -> str:
+    """The experiment notebooks' switch: ``$DM_MODE``, "full" (the paper's
+    settings on the real data) or "smoke" (a few iterations on a fabricated
+    tiny data set in the real one's format, on a CPU). Default "full"."""
+    value = os.environ.get("DM_MODE", "full")
+    if value not in ("full", "smoke"):
+        raise ValueError(f"DM_MODE must be 'full' or 'smoke', got {value!r}")
+    return value
+
+
+def mode_banner(mode: str, runs: int, data_name: str) -> str:
+    """The line an experiment notebook prints above its reproduced table."""
+    if mode == "smoke":
+        return ("MODE: smoke. These are smoke numbers from a few iterations on fabricated data, "
+                "NOT a reproduction:\nthe 'ours' entries stay empty and the paper's numbers are "
+                "the target.")
+    return f"MODE: full. {runs} runs with the paper's settings on the real {data_name}."
+
+
+def describe_runs(results, mode: str) -> str:
+    """Where and how long: the hardware, the summed training time (as stored
+    in each result, so earlier sessions count) and the arithmetic."""
+    results = list(results)
+    if any(r["mode"] != mode for r in results):
+        raise ValueError(f"results from another mode than {mode!r}")
+    total = sum(r["wall_seconds"] for r in results)
+    lines = [
+        f"MODE: {mode}; torch {torch.__version__}",
+        f"hardware: {', '.join(sorted({r['hardware'] for r in results}))}",
+        f"total training time over {len(results)} runs: {total:.0f} s ({total / 3600:.2f} h)",
+    ]
+    if all("compiled" in r for r in results):
+        lines.append(f"compiled: {sorted({r['compiled'] for r in results})}, "
+                     f"bfloat16 autocast: {sorted({r['amp_bf16'] for r in results})}")
+    return "\n".join(lines)
