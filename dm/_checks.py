@@ -58,10 +58,41 @@ def reduction(value, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def logits_and_targets(logits, targets, check_values: bool) -> None:
+def class_weight(weight) -> torch.Tensor | None:
+    """A per-class weight as ``torch.nn.CrossEntropyLoss(weight=...)`` takes it:
+    a 1-D tensor or sequence with one finite entry >= 0 per class, at least one
+    of them > 0. Returns a float32 copy (on the tensor's device), or None."""
+    if weight is None:
+        return None
+    try:
+        w = torch.as_tensor(weight).detach()
+        if w.is_floating_point() and not isinstance(weight, torch.Tensor):
+            w = torch.as_tensor(weight, dtype=torch.float64)  # Python floats are doubles
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"weight must be a 1-D tensor or sequence of floats, got {weight!r}") from None
+    if w.dtype == torch.bool or w.is_complex():
+        raise TypeError(f"weight must hold real numbers, got dtype {w.dtype}")
+    if w.dim() != 1 or len(w) < 2:
+        raise ValueError(f"weight must be 1-D with one entry per class (at least 2), got shape {tuple(w.shape)}")
+    w64 = w.to(torch.float64)
+    for bad, rule in ((~torch.isfinite(w64), "finite"), (w64 < 0, ">= 0")):
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            raise ValueError(f"weight must be {rule}, got {w64[i].item()!r} for class {i}")
+    w = w64.to(torch.float32)
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"weight must fit in float32, got {w64.max().item()!r}")
+    if not bool((w > 0).any()):
+        raise ValueError(f"weight must have an entry > 0 (in float32), its largest is {w64.max().item()!r}")
+    return w
+
+
+def logits_and_targets(logits, targets, check_values: bool, weight=None) -> None:
     """Shape and dtype checks always run (they are free); value checks
     (finite logits, targets in range) read the tensors' values, which costs a
-    device synchronisation, and run only when ``check_values`` is true."""
+    device synchronisation, and run only when ``check_values`` is true.
+    ``weight``, a loss's per-class weight buffer, must match the logits'
+    number of classes and device (also free)."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if not isinstance(targets, torch.Tensor):
@@ -82,6 +113,12 @@ def logits_and_targets(logits, targets, check_values: bool) -> None:
             f"targets must have shape ({batch},) to match logits {tuple(logits.shape)}, "
             f"got {tuple(targets.shape)}"
         )
+    if weight is not None:
+        if len(weight) != classes:
+            raise ValueError(f"weight has {len(weight)} entries but the logits have {classes} classes")
+        if weight.device != logits.device:
+            raise ValueError(f"weight is on {weight.device} but the logits are on {logits.device}; "
+                             "move the loss with .to(device)")
     if check_values:
         if not bool(torch.isfinite(logits).all()):
             bad = logits[~torch.isfinite(logits)][0].item()

@@ -24,6 +24,14 @@ float32 and bfloat16, and nothing divides by it. The value is returned in
 that compute dtype (float32 for float16 and bfloat16 logits); the gradient in
 the logits' dtype.
 
+Class weights: every module takes an optional ``weight``, one non-negative
+finite number ``c_k`` per class (at least one > 0), with the meaning of
+``torch.nn.CrossEntropyLoss(weight=...)``: example i's value and gradient are
+multiplied by ``c_{y_i}``, and where a loss divides by the batch (a mean, a
+normalisation) it divides by the batch's total ``sum_i c_{y_i}`` instead of
+by ``B``. It is a float32 buffer named ``weight``, so ``.to(device)`` moves
+it; forward casts it to the compute dtype.
+
 Input checks: shapes and dtypes are always checked. Finite logits and targets
 in range are checked when ``check_inputs=True`` (the default); reading those
 values costs a device synchronisation, so a training loop that has validated
@@ -42,7 +50,7 @@ from torch import nn
 from . import _checks
 from . import weights as _w
 
-__all__ = ["CCE", "MAE", "MSE", "GCE", "SL", "DN", "DMLoss"]
+__all__ = ["CCE", "MAE", "MSE", "GCE", "SL", "DN", "DMLoss", "METHODS", "make"]
 
 
 class _Terms(NamedTuple):
@@ -91,6 +99,25 @@ class _DesignedGradient(torch.autograd.Function):
         return (grad_value[:, None].to(rows.dtype) * rows).to(ctx.logits_dtype), None, None
 
 
+def _class_weights(weight: torch.Tensor, targets: torch.Tensor, dtype) -> torch.Tensor:
+    """``c_{y_i}`` for each example, shape [B], in the compute dtype."""
+    return weight.to(dtype)[targets]
+
+
+def _total(w: torch.Tensor) -> torch.Tensor:
+    """``w.sum()``, clamped to the smallest normal float so that a batch whose
+    weights are all exactly zero gets a zero gradient rather than 0/0, with no
+    host sync."""
+    return w.sum().clamp_min(torch.finfo(w.dtype).tiny)
+
+
+def _weight_repr(weight) -> str:
+    if weight is None:
+        return ""
+    shown = ", ".join(f"{v:g}" for v in weight[:5].tolist())
+    return f"weight=[{shown}{', ...' if len(weight) > 5 else ''}] ({len(weight)} classes)"
+
+
 def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return values.mean()
@@ -100,28 +127,44 @@ def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 class _LogitLoss(nn.Module):
-    """A loss of p alone: subclasses give its value and its weight."""
+    """A loss of p alone: subclasses give its value and its example weight.
 
-    def __init__(self, reduction: str = "mean", check_inputs: bool = True):
+    ``weight``: optional per-class weight ``c`` (see the module docstring),
+    the meaning of ``torch.nn.CrossEntropyLoss(weight=...)``: example i's
+    value and gradient are multiplied by ``c_{y_i}``; ``"mean"`` divides by
+    ``sum_i c_{y_i}`` (torch's weighted mean), ``"sum"`` sums, ``"none"``
+    returns ``c_{y_i} L_i``. Where every example of a batch has class weight 0,
+    ``"mean"`` gives value 0 and a zero gradient (torch gives NaN).
+    """
+
+    def __init__(self, reduction: str = "mean", check_inputs: bool = True, *, weight=None):
         super().__init__()
         self.reduction = _checks.reduction(reduction, ("mean", "sum", "none"))
         self.check_inputs = bool(check_inputs)
+        self.register_buffer("weight", _checks.class_weight(weight))
 
     def value(self, t: _Terms) -> torch.Tensor:
         """The per-example loss L(p), shape [B]."""
         raise NotImplementedError
 
-    def weight(self, p, q):
+    def example_weight(self, p, q):
         """The per-example weight ||dL/dz||_1 as a function of p and q = 1 - p."""
         raise NotImplementedError
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of ``logits`` [B, C] for class indices ``targets`` [B]; its
         backward pass gives the designed gradient (see the class docstring)."""
-        _checks.logits_and_targets(logits, targets, self.check_inputs)
+        _checks.logits_and_targets(logits, targets, self.check_inputs, self.weight)
         t = _terms(logits, targets)
-        rows = self.weight(t.p, t.q)[:, None] * t.direction
-        return _reduce(_DesignedGradient.apply(logits, self.value(t), rows), self.reduction)
+        value, rows = self.value(t), self.example_weight(t.p, t.q)[:, None] * t.direction
+        if self.weight is None:
+            return _reduce(_DesignedGradient.apply(logits, value, rows), self.reduction)
+        c = _class_weights(self.weight, targets, value.dtype)
+        values = _DesignedGradient.apply(logits, c * value, c[:, None] * rows)
+        return values.sum() / _total(c) if self.reduction == "mean" else _reduce(values, self.reduction)
+
+    def extra_repr(self):
+        return _weight_repr(self.weight)
 
 
 class CCE(_LogitLoss):
@@ -132,7 +175,7 @@ class CCE(_LogitLoss):
     def value(self, t):
         return -t.log_p
 
-    def weight(self, p, q):
+    def example_weight(self, p, q):
         return _w._cce(p, q)
 
 
@@ -143,7 +186,7 @@ class MAE(_LogitLoss):
     def value(self, t):
         return t.q
 
-    def weight(self, p, q):
+    def example_weight(self, p, q):
         return _w._mae(p, q)
 
 
@@ -154,7 +197,7 @@ class MSE(_LogitLoss):
     def value(self, t):
         return t.q ** 2
 
-    def weight(self, p, q):
+    def example_weight(self, p, q):
         return _w._mse(p, q)
 
 
@@ -163,18 +206,18 @@ class GCE(_LogitLoss):
     ``L = (1 - p^q) / q`` with ``q`` in (0, 1]; gradient
     ``p^q (softmax(z) - onehot(y))``, weight ``2 p^q (1 - p)``."""
 
-    def __init__(self, q: float = 0.7, reduction: str = "mean", check_inputs: bool = True):
-        super().__init__(reduction, check_inputs)
+    def __init__(self, q: float = 0.7, reduction: str = "mean", check_inputs: bool = True, *, weight=None):
+        super().__init__(reduction, check_inputs, weight=weight)
         self.q = _checks.gce_q(q)
 
     def value(self, t):
         return -torch.expm1(self.q * t.log_p) / self.q
 
-    def weight(self, p, q):
+    def example_weight(self, p, q):
         return _w._gce(p, q, self.q)
 
     def extra_repr(self):
-        return f"q={self.q}"
+        return ", ".join(filter(None, (f"q={self.q}", super().extra_repr())))
 
 
 class SL(_LogitLoss):
@@ -186,8 +229,8 @@ class SL(_LogitLoss):
     alpha = 0.1, beta = 1; CIFAR-100 alpha = 6, beta = 0.1; A = -4."""
 
     def __init__(self, alpha: float, beta: float, A: float = -4.0,
-                 reduction: str = "mean", check_inputs: bool = True):
-        super().__init__(reduction, check_inputs)
+                 reduction: str = "mean", check_inputs: bool = True, *, weight=None):
+        super().__init__(reduction, check_inputs, weight=weight)
         self.alpha = _checks.nonnegative("alpha", alpha)
         self.beta = _checks.nonnegative("beta", beta)
         self.A = _checks.log_zero(A)
@@ -195,11 +238,12 @@ class SL(_LogitLoss):
     def value(self, t):
         return -self.alpha * t.log_p - self.beta * self.A * t.q
 
-    def weight(self, p, q):
+    def example_weight(self, p, q):
         return _w._sl(p, q, self.alpha, self.beta, self.A)
 
     def extra_repr(self):
-        return f"alpha={self.alpha}, beta={self.beta}, A={self.A}"
+        return ", ".join(filter(None, (f"alpha={self.alpha}, beta={self.beta}, A={self.A}",
+                                       super().extra_repr())))
 
 
 class DN(nn.Module):
@@ -219,6 +263,11 @@ class DN(nn.Module):
     read like those of ``CCE()``. It is for logging: its own autograd gradient
     is not the one backward returns. ``reduction="none"`` returns the
     per-example terms ``L_i / B``, whose *sum* has the designed gradient.
+
+    If the wrapped loss has a class weight ``c``, each example's weight is
+    ``c_{y_i} w_i`` before normalising (the meaning of torch's ``weight``, as
+    in `DMLoss`), and the value is its weighted mean
+    ``sum_i c_{y_i} L_i / sum_j c_{y_j}``.
     """
 
     def __init__(self, loss: _LogitLoss, reduction: str = "mean"):
@@ -232,12 +281,16 @@ class DN(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of ``logits`` [B, C] for class indices ``targets`` [B]; its
         backward pass gives the designed gradient (see the class docstring)."""
-        _checks.logits_and_targets(logits, targets, self.loss.check_inputs)
+        _checks.logits_and_targets(logits, targets, self.loss.check_inputs, self.loss.weight)
         t = _terms(logits, targets)
-        w = self.loss.weight(t.p, t.q)
-        total = w.sum().clamp_min(torch.finfo(w.dtype).tiny)
-        rows = (w / total)[:, None] * t.direction
-        values = _DesignedGradient.apply(logits, self.loss.value(t) / len(w), rows)
+        w, value = self.loss.example_weight(t.p, t.q), self.loss.value(t)
+        if self.loss.weight is None:
+            value = value / len(w)
+        else:
+            c = _class_weights(self.loss.weight, targets, w.dtype)
+            w, value = c * w, c * value / _total(c)
+        rows = (w / _total(w))[:, None] * t.direction
+        values = _DesignedGradient.apply(logits, value, rows)
         return values.sum() if self.reduction == "mean" else values
 
 
@@ -277,23 +330,46 @@ class DMLoss(nn.Module):
     such loss in closed form; chapter 5). ``reduction="none"`` returns the
     per-example terms ``w_i (-log p_i) / sum_j w_j``, whose *sum* has the
     designed gradient.
+
+    ``beta < 0`` is allowed: the weight then grows with p, favouring easy
+    examples (e.g. ``lam=0, beta=-0.52``).
+
+    ``weight``: optional per-class weight ``c`` with the meaning of
+    ``torch.nn.CrossEntropyLoss(weight=...)``: it multiplies each example's
+    weight before the batch normalisation,
+    ``w_i' = c_{y_i} exp(beta p_i^lam (1 - p_i))``, normalised to
+    ``w_i' / sum_j w_j'`` (still a softmax, of ``beta p^lam (1-p) + log c_y``),
+    and the value becomes ``sum_i w_i' (-log p_i) / sum_j w_j'``. Class weight
+    times example weight is the hierarchical (class x example) weighting the
+    authors suggested in their rebuttal (Wang et al., arXiv:1905.11233, CVPR
+    2021 rebuttal). An example whose class weight is 0 gets exactly zero
+    gradient; a batch whose examples all have class weight 0 gets a zero
+    gradient and value 0.
     """
 
     def __init__(self, lam: float, beta: float, eps: float = 1e-6,
-                 reduction: str = "mean", check_inputs: bool = True):
+                 reduction: str = "mean", check_inputs: bool = True, *, weight=None):
         super().__init__()
         self.lam = _checks.nonnegative("lam", lam)
         self.beta = _checks.real("beta", beta)
         self.eps = _checks.nonnegative("eps", eps)
         self.reduction = _checks.reduction(reduction, ("mean", "none"))
         self.check_inputs = bool(check_inputs)
+        self.register_buffer("weight", _checks.class_weight(weight))
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of ``logits`` [B, C] for class indices ``targets`` [B]; its
         backward pass gives the designed gradient (see the class docstring)."""
-        _checks.logits_and_targets(logits, targets, self.check_inputs)
+        _checks.logits_and_targets(logits, targets, self.check_inputs, self.weight)
         t = _terms(logits, targets)
-        normalised = torch.softmax(_w._dm_log(t.p, t.q, self.lam, self.beta), dim=0)
+        log_w = _w._dm_log(t.p, t.q, self.lam, self.beta)
+        if self.weight is None:
+            normalised = torch.softmax(log_w, dim=0)
+        else:
+            c = _class_weights(self.weight, targets, log_w.dtype)
+            # log 0 = -inf gives weight 0; if all are -inf the softmax is NaN,
+            # and the mask turns it into zeros (no host sync).
+            normalised = torch.where(c > 0, torch.softmax(log_w + torch.log(c), dim=0), 0.0)
         magnitude = normalised
         if self.eps > 0:
             magnitude = normalised * (2 * t.q / (2 * t.q + self.eps))
@@ -302,4 +378,26 @@ class DMLoss(nn.Module):
         return values.sum() if self.reduction == "mean" else values
 
     def extra_repr(self):
-        return f"lam={self.lam}, beta={self.beta}, eps={self.eps}"
+        return ", ".join(filter(None, (f"lam={self.lam}, beta={self.beta}, eps={self.eps}",
+                                       _weight_repr(self.weight))))
+
+
+METHODS = ("CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM")
+"""The names `make` accepts: the rows of the paper's tables."""
+
+
+def make(method: str, *, lam: float = 0.0, beta: float = 0.0, q: float = 0.7,
+         weight=None, check_inputs: bool = True) -> nn.Module:
+    """The loss of one of the paper's table rows by name (`METHODS`), with the
+    default reductions: e.g. ``make("GCE-DN", q=0.5)`` is ``DN(GCE(0.5))`` and
+    ``make("DM", lam=0.5, beta=8)`` is ``DMLoss(0.5, 8.0)``. ``lam`` and
+    ``beta`` are used by DM only, ``q`` by GCE only; ``weight`` is the
+    per-class weight (see the module docstring)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "DM":
+        return DMLoss(lam, beta, check_inputs=check_inputs, weight=weight)
+    name = method.removesuffix("-DN")
+    args = (q,) if name == "GCE" else ()
+    loss = {"CCE": CCE, "GCE": GCE, "MAE": MAE, "MSE": MSE}[name](*args, check_inputs=check_inputs, weight=weight)
+    return DN(loss) if method.endswith("-DN") else loss

@@ -1,6 +1,7 @@
 """dm.losses: gradients against autograd and finite differences, DN's and DM's
 designed direction and magnitude, the ends p -> 0 and p -> 1 in low precision,
-bad input, autocast and torch.compile."""
+bad input, autocast and torch.compile; per-class weights; negative beta;
+construction by name."""
 
 import math
 
@@ -226,8 +227,14 @@ def test_autocast_matches_float32(dtype):
         torch.testing.assert_close(model.weight.grad, reference, rtol=0.05, atol=2e-3)
 
 
+WEIGHT10 = torch.linspace(0.0, 2.0, 10)  # class 0 has weight 0
+
+
 @pytest.mark.parametrize("loss", [dm.CCE(check_inputs=False), dm.DN(dm.GCE(0.7, check_inputs=False)),
-                                  dm.DMLoss(0.5, 8.0, check_inputs=False)], ids=repr)
+                                  dm.DMLoss(0.5, 8.0, check_inputs=False),
+                                  dm.CCE(check_inputs=False, weight=WEIGHT10),
+                                  dm.DN(dm.GCE(0.7, check_inputs=False, weight=WEIGHT10)),
+                                  dm.DMLoss(0.5, 8.0, check_inputs=False, weight=WEIGHT10)], ids=repr)
 def test_compiles_as_one_graph_without_input_checks(loss):
     # fullgraph=True fails on any graph break, e.g. a host sync reading values.
     z, y = batch(b=16, c=10, dtype=torch.float32, seed=6)
@@ -330,3 +337,297 @@ def test_compiles_with_inductor():
     (g,) = torch.autograd.grad(value, z)
     torch.testing.assert_close(value, loss(z, y))
     torch.testing.assert_close(g, torch.autograd.grad(loss(z, y), z)[0])
+
+
+# ---------------------------------------------------------------------------
+# Per-class weights (the meaning of torch.nn.CrossEntropyLoss(weight=...)).
+# ---------------------------------------------------------------------------
+
+def class_weight(c=5, seed=10):
+    g = torch.Generator().manual_seed(seed)
+    return 0.1 + 2 * torch.rand(c, generator=g)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cce_class_weight_is_torch_cross_entropy_weight(dtype, reduction):
+    z, y = batch(b=64, c=10, dtype=dtype, seed=11, scale=4.0)
+    w = class_weight(10)
+    ours = dm.CCE(weight=w, reduction=reduction)(z, y)
+    ref = torch.nn.CrossEntropyLoss(weight=w.to(dtype), reduction=reduction)(z, y)
+    torch.testing.assert_close(ours, ref.to(ours.dtype))
+    upstream = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    torch.testing.assert_close(torch.autograd.grad((ours * upstream).sum(), z)[0],
+                               torch.autograd.grad((ref * upstream).sum(), z)[0])
+
+
+@pytest.mark.parametrize("name", TEXTBOOK)
+def test_class_weight_scales_each_example_and_means_by_the_total(name):
+    plain = TEXTBOOK[name][0]
+    z, y = batch(b=12, c=5, seed=12)
+    w = class_weight(5)
+    c = w.double()[y]
+    make = lambda reduction: type(plain)(**_args(plain), reduction=reduction, weight=w)
+    none = type(plain)(**_args(plain), reduction="none")(z, y)
+    torch.testing.assert_close(make("none")(z, y), c * none, rtol=1e-12, atol=0)
+    torch.testing.assert_close(make("sum")(z, y), (c * none).sum(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(make("mean")(z, y), (c * none).sum() / c.sum(), rtol=1e-12, atol=0)
+    g_plain = per_example_grad(plain, z, y)  # plain has reduction="sum"
+    torch.testing.assert_close(per_example_grad(make("none"), z, y), c[:, None] * g_plain, rtol=1e-12, atol=0)
+    (g_mean,) = torch.autograd.grad(make("mean")(z, y), z)
+    torch.testing.assert_close(g_mean, c[:, None] * g_plain / c.sum(), rtol=1e-12, atol=0)
+
+
+def dm_by_hand(z, y, c, lam, beta, eps):
+    """DM's gradient and value from the formulas, in float64, nothing shared with dm.losses."""
+    s = torch.softmax(z.detach().double(), 1)
+    p = s.gather(1, y[:, None]).squeeze(1)
+    w = c * torch.exp(beta * p ** lam * (1 - p))
+    d = (s - F.one_hot(y, z.shape[1]).double()) / (2 * (1 - p))[:, None]
+    g = (w / w.sum() * 2 * (1 - p) / (2 * (1 - p) + eps))[:, None] * d
+    return g, (w * -torch.log(p)).sum() / w.sum()
+
+
+@pytest.mark.parametrize("lam, beta", [(0.5, 8.0), (0.0, -0.52), (1.0, 16.0)])
+@pytest.mark.parametrize("eps", [0.0, 1e-6])
+def test_class_weighted_dm_matches_hand_computation(lam, beta, eps):
+    z, y = batch(b=32, c=6, seed=13, scale=3.0)
+    w = torch.tensor([0.5, 3.0, 1.0, 0.0, 2.0, 0.25])
+    loss = dm.DMLoss(lam, beta, eps=eps, weight=w)
+    g_ref, value_ref = dm_by_hand(z, y, w.double()[y], lam, beta, eps)
+    torch.testing.assert_close(per_example_grad(loss, z, y), g_ref, rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(loss(z, y), value_ref, rtol=1e-12, atol=0)
+    terms = dm.DMLoss(lam, beta, eps=eps, weight=w, reduction="none")(z, y)
+    torch.testing.assert_close(terms.sum(), value_ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("inner", [dm.CCE, dm.MAE, lambda **k: dm.GCE(0.5, **k)])
+def test_class_weighted_dn_multiplies_each_weight_before_normalising(inner):
+    z, y = batch(b=20, c=4, seed=14)
+    w = torch.tensor([2.0, 0.0, 0.5, 1.0])
+    c = w.double()[y]
+    g_plain = per_example_grad(inner(reduction="none"), z, y)  # each row: w(p_i) d_i
+    expected = c[:, None] * g_plain / (c * g_plain.abs().sum(1)).sum()
+    torch.testing.assert_close(per_example_grad(dm.DN(inner(weight=w)), z, y), expected, rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(dm.DN(inner(weight=w))(z, y), inner(weight=w)(z, y), rtol=1e-12, atol=0)
+
+
+ONES_CASES = [lambda **k: dm.CCE(**k), lambda **k: dm.MAE(reduction="sum", **k),
+              lambda **k: dm.MSE(reduction="none", **k), lambda **k: dm.GCE(0.7, **k),
+              lambda **k: dm.SL(0.1, 1.0, **k), lambda **k: dm.DN(dm.CCE(**k)),
+              lambda **k: dm.DN(dm.MAE(**k), reduction="none"), lambda **k: dm.DMLoss(0.5, 8.0, **k),
+              lambda **k: dm.DMLoss(0.0, -0.52, eps=0.0, reduction="none", **k)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("make", ONES_CASES)
+def test_class_weight_of_all_ones_is_no_weight_exactly(make, dtype):
+    z, y = batch(b=16, c=5, dtype=dtype, seed=15)
+    plain, ones = make(), make(weight=torch.ones(5))
+    assert torch.equal(ones(z, y), plain(z, y))
+    assert torch.equal(torch.autograd.grad(ones(z, y).sum(), z)[0], torch.autograd.grad(plain(z, y).sum(), z)[0])
+
+
+@pytest.mark.parametrize("make", [lambda **k: dm.CCE(**k), lambda **k: dm.DN(dm.MSE(**k)),
+                                  lambda **k: dm.DMLoss(0.5, 8.0, **k)])
+@pytest.mark.parametrize("c", [0.01, 0.3, 7.0, 1e4])
+def test_one_class_batch_gradient_does_not_depend_on_its_class_weight(make, c):
+    # The mean / normalisation divides c out.
+    z, _ = batch(b=10, c=3, seed=16)
+    y = torch.full((10,), 2)
+    g = torch.autograd.grad(make(weight=[5.0, 0.0, c])(z, y), z)[0]
+    torch.testing.assert_close(g, torch.autograd.grad(make()(z, y), z)[0], rtol=1e-12, atol=1e-16)
+
+
+WEIGHTED = {
+    "CCE": lambda w: dm.CCE(weight=w),
+    "SL-sum": lambda w: dm.SL(0.1, 1.0, reduction="sum", weight=w),
+    "GCE-DN": lambda w: dm.DN(dm.GCE(0.7, weight=w)),
+    "MAE-DN": lambda w: dm.DN(dm.MAE(weight=w)),
+    "DM": lambda w: dm.DMLoss(0.5, 8.0, weight=w),
+    "DM-eps0": lambda w: dm.DMLoss(0.5, 8.0, eps=0.0, weight=w),
+    "DM-neg": lambda w: dm.DMLoss(0.0, -0.52, weight=w),
+}
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_zero_class_weight_examples_get_zero_gradient_and_drop_out(name):
+    z, y = batch(b=24, c=4, seed=17, scale=3.0)
+    w = torch.tensor([1.5, 0.0, 0.5, 1.0])
+    loss = WEIGHTED[name](w)
+    (g,) = torch.autograd.grad(loss(z, y), z)
+    dropped = y == 1
+    assert dropped.sum() >= 3 and (g[dropped] == 0).all() and (g[~dropped] != 0).any()
+    # The rest are as if the zero-weight examples were not in the batch.
+    kept = z.detach()[~dropped].requires_grad_()
+    torch.testing.assert_close(loss(z, y), loss(kept, y[~dropped]), rtol=1e-12, atol=0)
+    torch.testing.assert_close(g[~dropped], torch.autograd.grad(loss(kept, y[~dropped]), kept)[0],
+                               rtol=1e-10, atol=1e-16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_all_zero_class_weight_batch_gives_zero_gradient_not_nan(name, dtype):
+    z, _ = batch(b=6, c=4, dtype=dtype, seed=18)
+    y = torch.tensor([1, 3, 1, 1, 3, 3])
+    loss = WEIGHTED[name](torch.tensor([1.0, 0.0, 2.0, 0.0]))
+    value = loss(z, y)
+    (g,) = torch.autograd.grad(value, z)
+    assert torch.isfinite(value) and value == 0
+    assert (g == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_low_precision_logits_with_class_weight_give_finite_gradients(name, dtype):
+    z = EXTREME.to(dtype).requires_grad_()
+    y = torch.tensor([0, 1, 0, 2, 3])
+    loss = WEIGHTED[name](torch.tensor([2.0, 0.0, 1e-3, 50.0]))
+    value = loss(z, y)
+    (g,) = torch.autograd.grad(value, z)
+    assert value.dtype == torch.float32 and g.dtype == dtype
+    assert torch.isfinite(value) and torch.isfinite(g).all() and (g[1] == 0).all() and (g != 0).any()
+
+
+@pytest.mark.parametrize("weight, error, message", [
+    ([[1.0, 2.0]], ValueError, r"weight must be 1-D .* got shape \(1, 2\)"),
+    ([1.0], ValueError, r"weight must be 1-D .*at least 2.* got shape \(1,\)"),
+    ([1.0, -0.5, 2.0], ValueError, r"weight must be >= 0, got -0.5 for class 1"),
+    ([1.0, 2.0, float("nan")], ValueError, "weight must be finite, got nan for class 2"),
+    (torch.tensor([float("inf"), 1.0]), ValueError, "weight must be finite, got inf for class 0"),
+    ([0.0, 0.0, 0.0], ValueError, r"weight must have an entry > 0 .*largest is 0.0"),
+    ([1e-50, 0.0], ValueError, r"weight must have an entry > 0 \(in float32\), its largest is 1e-50"),
+    ([1e39, 1.0], ValueError, "weight must fit in float32, got 1e\\+39"),
+    ("heavy", TypeError, "weight must be a 1-D tensor or sequence of floats, got 'heavy'"),
+    ([True, False], TypeError, "weight must hold real numbers, got dtype torch.bool"),
+])
+@pytest.mark.parametrize("make", [lambda w: dm.CCE(weight=w), lambda w: dm.GCE(0.7, weight=w),
+                                  lambda w: dm.DMLoss(0.5, 8.0, weight=w)])
+def test_bad_class_weights_are_named(make, weight, error, message):
+    with pytest.raises(error, match=message):
+        make(weight)
+
+
+@pytest.mark.parametrize("loss", [dm.CCE(weight=[1.0, 2.0, 3.0], check_inputs=False),
+                                  dm.DN(dm.MAE(weight=[1.0, 2.0, 3.0])),
+                                  dm.DMLoss(0.5, 8.0, weight=[1.0, 2.0, 3.0], check_inputs=False)], ids=repr)
+def test_class_weight_must_match_the_logits(loss):
+    with pytest.raises(ValueError, match="weight has 3 entries but the logits have 4 classes"):
+        loss(GOOD_Z, GOOD_Y)
+    with pytest.raises(ValueError, match="weight is on cpu but the logits are on meta"):
+        loss(torch.zeros(3, 3, device="meta"), torch.zeros(3, dtype=torch.int64, device="meta"))
+
+
+def test_class_weight_is_a_float32_buffer_copy():
+    user = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    for loss in (dm.CCE(weight=user), dm.DMLoss(0.5, 8.0, weight=user)):
+        assert loss.weight.dtype == torch.float32 and not loss.weight.requires_grad
+        assert "weight" in dict(loss.named_buffers()) and torch.equal(loss.state_dict()["weight"], user.float())
+        with torch.no_grad():
+            user[0] = 9.0
+        assert loss.weight[0] == 1.0
+        user.data[0] = 1.0
+    assert dm.CCE().weight is None and dm.DMLoss(0.5, 8.0).weight is None and dm.CCE().state_dict() == {}
+
+
+@pytest.mark.parametrize("make", [lambda w: dm.CCE(weight=w), lambda w: dm.DN(dm.GCE(0.7, weight=w)),
+                                  lambda w: dm.DMLoss(0.5, 8.0, weight=w)])
+def test_class_weight_moves_with_the_module(make):
+    w = class_weight(5)
+    z, y = batch(b=12, c=5, seed=19)
+    loss = make(w).to(torch.float64)
+    assert next(loss.buffers()).dtype == torch.float64
+    torch.testing.assert_close(loss(z, y), make(w)(z, y))
+    if torch.cuda.is_available():
+        cuda = make(w).cuda()
+        assert next(cuda.buffers()).is_cuda
+        zc = z.detach().float().cuda().requires_grad_()
+        torch.testing.assert_close(torch.autograd.grad(cuda(zc, y.cuda()), zc)[0].cpu().double(),
+                                   torch.autograd.grad(loss(z, y), z)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_repr_names_the_class_weight():
+    assert "weight=[1, 0.5, 2] (3 classes)" in repr(dm.CCE(weight=[1.0, 0.5, 2.0]))
+    assert "q=0.7, weight=[1, 0.5, 2]" in repr(dm.GCE(weight=[1.0, 0.5, 2.0]))
+    assert "weight=[0, 1, 2, 3, 4, ...] (7 classes)" in repr(dm.DMLoss(0.5, 8.0, weight=range(7)))
+    assert "weight" not in repr(dm.DMLoss(0.5, 8.0)) and "weight" not in repr(dm.DN(dm.CCE()))
+
+
+# ---------------------------------------------------------------------------
+# Negative beta: DM favouring easy examples.
+# ---------------------------------------------------------------------------
+
+def test_dm_negative_beta_gives_larger_weights_to_larger_p():
+    z, y = batch(b=40, c=5, seed=20, scale=3.0)
+    g = per_example_grad(dm.DMLoss(0.0, -0.52, eps=0.0), z, y)
+    normalised, p = g.abs().sum(1), label_prob(z, y)  # with eps = 0, ||g_i||_1 is the normalised weight
+    order = torch.argsort(p)
+    assert p[order].diff().min() > 0 and normalised[order].diff().min() > 0
+    torch.testing.assert_close(normalised.sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-6, 0.1])
+def test_dm_negative_beta_gradient_matches_the_formula(eps):
+    z, y = batch(b=32, c=7, seed=21, scale=3.0)
+    g_ref, value_ref = dm_by_hand(z, y, torch.ones(32, dtype=torch.float64), 0.0, -0.52, eps)
+    torch.testing.assert_close(per_example_grad(dm.DMLoss(0.0, -0.52, eps=eps), z, y), g_ref,
+                               rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(dm.DMLoss(0.0, -0.52, eps=eps)(z, y), value_ref, rtol=1e-12, atol=0)
+
+
+def test_dm_negative_beta_trains_on_a_separable_problem():
+    g = torch.Generator().manual_seed(22)
+    centres = 3 * torch.randn(3, 8, generator=g)
+    y = torch.randint(0, 3, (300,), generator=g)
+    x = centres[y] + torch.randn(300, 8, generator=g)
+    model = torch.nn.Linear(8, 3)
+    torch.nn.init.zeros_(model.weight), torch.nn.init.zeros_(model.bias)
+    loss, opt = dm.DMLoss(0.0, -0.52), torch.optim.SGD(model.parameters(), lr=0.5)
+    values = []
+    for _ in range(60):
+        opt.zero_grad()
+        value = loss(model(x), y)
+        value.backward()
+        opt.step()
+        values.append(value.item())
+    assert values[0] == pytest.approx(math.log(3)) and values[-1] < 0.1 * values[0]
+    assert all(b <= a + 1e-6 for a, b in zip(values[10:], values[11:]))
+    assert (model(x).argmax(1) == y).float().mean() > 0.99
+
+
+# ---------------------------------------------------------------------------
+# Construction by name.
+# ---------------------------------------------------------------------------
+
+MADE = {"CCE": lambda w: dm.CCE(weight=w), "GCE": lambda w: dm.GCE(0.4, weight=w),
+        "MAE": lambda w: dm.MAE(weight=w), "MSE": lambda w: dm.MSE(weight=w),
+        "CCE-DN": lambda w: dm.DN(dm.CCE(weight=w)), "GCE-DN": lambda w: dm.DN(dm.GCE(0.4, weight=w)),
+        "MAE-DN": lambda w: dm.DN(dm.MAE(weight=w)), "MSE-DN": lambda w: dm.DN(dm.MSE(weight=w)),
+        "DM": lambda w: dm.DMLoss(0.3, -2.0, weight=w)}
+
+
+@pytest.mark.parametrize("method", dm.losses.METHODS)
+def test_make_builds_each_table_row(method):
+    w = [1.0, 2.0, 0.5]
+    loss, expected = dm.losses.make(method, lam=0.3, beta=-2.0, q=0.4, weight=w, check_inputs=False), MADE[method](w)
+    assert type(loss) is type(expected) and repr(loss) == repr(expected)
+    inner = loss.loss if method.endswith("-DN") else loss
+    assert inner.check_inputs is False and torch.equal(inner.weight, torch.tensor(w))
+    z, y = batch(b=6, c=3, seed=23)
+    assert torch.equal(loss(z, y), expected(z, y))
+    assert torch.equal(torch.autograd.grad(loss(z, y), z)[0], torch.autograd.grad(expected(z, y), z)[0])
+    plain = dm.losses.make(method)
+    inner = plain.loss if method.endswith("-DN") else plain
+    assert inner.weight is None and inner.check_inputs is True
+    if method == "DM":
+        assert (plain.lam, plain.beta, plain.eps) == (0.0, 0.0, 1e-6)
+    if method.startswith("GCE"):
+        assert inner.q == 0.7
+
+
+def test_make_rejects_unknown_names():
+    assert dm.losses.METHODS == ("CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM")
+    assert {"make", "METHODS"} <= set(dm.losses.__all__)
+    for bad in ("cce", "DM-DN", "SL", "DN", None):
+        with pytest.raises(ValueError, match=r"method must be one of \('CCE', 'GCE', .*'DM'\), got"):
+            dm.losses.make(bad)
