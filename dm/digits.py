@@ -137,14 +137,12 @@ class Setting(NamedTuple):
     q: float | None = None
 
     def make(self) -> nn.Module:
-        """The `dm.losses` module, with input checks off (the data are validated once)."""
-        if self.loss == "CCE":
-            return losses.CCE(check_inputs=False)
-        if self.loss == "GCE":
-            return losses.GCE(self.q, check_inputs=False)
-        if self.loss == "DM":
-            return losses.DMLoss(self.lam, self.beta, check_inputs=False)
-        raise ValueError(f"unknown loss {self.loss!r}; expected 'CCE', 'GCE' or 'DM'")
+        """The `dm.losses` module (`dm.losses.make`), with input checks off
+        (the data are validated once)."""
+        if self.loss not in ("CCE", "GCE", "DM"):
+            raise ValueError(f"unknown loss {self.loss!r}; expected 'CCE', 'GCE' or 'DM'")
+        return losses.make(self.loss, lam=self.lam or 0.0, beta=self.beta or 0.0,
+                           q=0.7 if self.q is None else self.q, check_inputs=False)
 
     @property
     def psi(self) -> float | None:

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 # The methods of the paper's tables, by the names its rows use.
-METHODS = ("CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM")
+METHODS = losses.METHODS
 NOISE_KINDS = ("symmetric", "asymmetric")
 SAMPLERS = ("uniform", "classes")
 IMAGES_PER_CLASS = 8  # the "classes" sampler's K: 256 = 32 classes x 8 images
@@ -187,16 +187,10 @@ def table1_config(row: str, column: dict, base: Config = PAPER_CIFAR100):
 
 
 def make_loss(config: Config) -> torch.nn.Module:
-    """The loss module of ``config.method`` (input checks off: `run` checks
-    the labels once, up front)."""
-    base = config.method.removesuffix("-DN")
-    if base == "DM":
-        return losses.DMLoss(config.lam, config.beta, check_inputs=False)
-    loss = {"CCE": lambda: losses.CCE(check_inputs=False),
-            "GCE": lambda: losses.GCE(config.gce_q, check_inputs=False),
-            "MAE": lambda: losses.MAE(check_inputs=False),
-            "MSE": lambda: losses.MSE(check_inputs=False)}[base]()
-    return losses.DN(loss) if config.method.endswith("-DN") else loss
+    """The loss module of ``config.method`` (`dm.losses.make`; input checks
+    off: `run` checks the labels once, up front)."""
+    return losses.make(config.method, lam=config.lam, beta=config.beta, q=config.gce_q,
+                       check_inputs=False)
 
 
 def lr_at(config: Config, iteration: int) -> float:

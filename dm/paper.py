@@ -2,10 +2,11 @@
 
 The paper's numbers are written in one place, ``dm/data/paper_tables.json``
 (Tables 1, 5 and 9 of arXiv:1905.11233, as printed, in percent). This module
-reads that file and renders the comparison tables the CIFAR notebooks show,
+reads that file and renders the comparison tables the experiment notebooks show,
 as Markdown (no pandas): each cell holds *the paper's number / ours*.
 
-"Ours" comes from result dicts returned by `dm.experiments.run` (accuracies
+"Ours" comes from result dicts returned by `dm.experiments.run` and
+`dm.sentiment.run` (accuracies
 as fractions; shown here in percent). Only results of full-mode runs
 (``result["mode"] == "full"``: the real data set) are ever put in the
 "ours" column; a smoke run's numbers come from a few iterations on a
@@ -14,8 +15,8 @@ fabricated data set and are no reproduction, so they are left out (blank,
 table labelled as a pipeline check).
 
 A result is put in the cell whose configuration it was trained with: its
-stored ``config`` must equal the cell's `dm.experiments.Config` built from
-``base`` (`table1_config`, `table9_config`); a result that matches no cell
+stored ``config`` must equal the cell's configuration built from ``base``
+(`table1_config`, `table9_config`, `table5_config`); a result that matches no cell
 raises, so nothing lands in the wrong place silently.
 """
 
@@ -29,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
-from . import experiments
+from . import experiments, sentiment
 from .experiments import Config
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "table9_config", "parse_table9_model", "is_full",
     "table1_cells", "table9_cells", "table9_measures",
     "table1_markdown", "table9_markdown", "table1_beta_markdown",
+    "table5_rows", "table5_columns", "table5_config", "table5_cells", "table5_markdown",
+    "imbalance_markdown", "DEGENERATE",
 ]
 
 DATA = Path(__file__).with_name("data") / "paper_tables.json"
@@ -174,7 +177,7 @@ def _canonical(value):
 
 
 def _config_key(config) -> tuple:
-    fields = dataclasses.asdict(config) if isinstance(config, Config) else config
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
     return tuple(sorted((name, _canonical(value)) for name, value in fields.items()))
 
 
@@ -322,3 +325,97 @@ def table1_beta_markdown() -> str:
             cells.append(f"{config.beta:g} ({_SOURCE.get(source, source)})")
         rows.append([name] + cells)
     return _markdown(["row"] + [c["key"] for c in columns], rows, ["l"] + ["r"] * len(columns))
+
+
+# --- Table 5: IMDB, PV-DBOW features ---------------------------------------------
+
+# Table 5 prints 0.5 where a model predicts one class for every review (the paper
+# says an accuracy of 0.5 means a degenerate model): 50 % on the balanced test set.
+DEGENERATE = 0.5
+
+
+def table5_rows() -> list:
+    """Table 5's rows in the paper's order: "r = 0.0", "r = 0.2", "r = 0.4",
+    "P-N 10:1", "P-N 50:1"."""
+    return list(table("table5")["rows"])
+
+
+def table5_columns() -> list:
+    """Table 5's columns: the nine methods, in the paper's order."""
+    return table("table5")["columns"]
+
+
+def table5_config(row: str, column: str, features: str,
+                  base: sentiment.Config = sentiment.PAPER_IMDB) -> sentiment.Config:
+    """The `dm.sentiment.Config` of one Table 5 cell (`dm.sentiment.table5_config`)."""
+    return sentiment.table5_config(row, column, features, base)
+
+
+@lru_cache(maxsize=8)
+def _table5_cells(features: str, base: sentiment.Config) -> dict:
+    cells = {}
+    for row in table5_rows():
+        extra = sentiment.IMBALANCE_EXTRA if row.startswith("P-N") else ()
+        for column in table5_columns() + list(extra):
+            cells[_config_key(table5_config(row, column, features, base))] = (row, column)
+    return cells
+
+
+def table5_cells(results: Iterable[dict], features: str, base: sentiment.Config = sentiment.PAPER_IMDB,
+                 include_smoke: bool = False) -> dict:
+    """``{(row, column): result}`` for the results that belong in Table 5 (and
+    its class-weighted imbalance cells) on the paragraph vectors
+    ``features``; smoke-mode results are left out unless ``include_smoke``."""
+    return _place(results, _table5_cells(features, base), include_smoke)
+
+
+def _paper5(value: float) -> str:
+    return f"{value:.1f}" + ("*" if value == DEGENERATE else "")
+
+
+def table5_markdown(results: Iterable[dict] = (), features: str = "",
+                    base: sentiment.Config = sentiment.PAPER_IMDB, *, include_smoke: bool = False,
+                    show_paper: bool = True, label: str = "ours") -> str:
+    """Table 5 as Markdown: rows = noise rates and imbalance ratios, columns =
+    the nine methods; each cell "paper / ours", ours = the final test
+    accuracy in percent, "—" where there is no run."""
+    placed = table5_cells(results, features, base, include_smoke)
+    spec = table("table5")
+    rows = []
+    for name, values in spec["rows"].items():
+        cells = []
+        for column, paper in zip(spec["columns"], values):
+            result = placed.get((name, column))
+            ours = BLANK if result is None else _percent(result["final_test_accuracy"])
+            cells.append((_paper5(paper) if ours == BLANK else f"{_paper5(paper)} / {ours}")
+                         if show_paper else ours)
+        rows.append([name] + cells)
+    legend = (f"{spec['title']}. Each cell: paper / {label} (final test accuracy); {BLANK}: no run; "
+              f"*: the paper prints {DEGENERATE} for a model that predicts one class "
+              "(50 % on the balanced test set)." if show_paper
+              else f"{label}: final test accuracy (%); {BLANK}: no run.")
+    return legend + "\n\n" + _markdown(["data"] + spec["columns"], rows,
+                                        ["l"] + ["r"] * len(spec["columns"]))
+
+
+def imbalance_markdown(results: Iterable[dict] = (), features: str = "",
+                       base: sentiment.Config = sentiment.PAPER_IMDB, *,
+                       include_smoke: bool = False, label: str = "ours") -> str:
+    """The imbalance rows in detail, ours only: for each ratio and method
+    (the nine, then CCE and DM with class weights), the final test accuracy,
+    balanced accuracy (the mean of the two recalls) and each class's recall,
+    in percent. On the balanced test set a model that predicts one class
+    scores 50 % accuracy and 50 % balanced accuracy, with recalls 0 and 100."""
+    placed = table5_cells(results, features, base, include_smoke)
+    rows = []
+    for row in ("P-N 10:1", "P-N 50:1"):
+        for column in table5_columns() + list(sentiment.IMBALANCE_EXTRA):
+            result = placed.get((row, column))
+            get = (lambda key: BLANK) if result is None else (lambda key: _percent(result[key]))
+            rows.append([row, column] + [get(k) for k in (
+                "final_test_accuracy", "final_test_balanced_accuracy",
+                "final_test_recall_negative", "final_test_recall_positive")])
+    legend = f"{label}: final test measures (%) on the balanced 25k test set; {BLANK}: no run."
+    return legend + "\n\n" + _markdown(
+        ["data", "method", "accuracy", "balanced accuracy", "recall negative", "recall positive"],
+        rows, ["l", "l", "r", "r", "r", "r"])

@@ -1,0 +1,245 @@
+"""dm.sentiment: the paper's IMDB settings, the inv schedule, Table 5's cells,
+class weights, and runs on a fabricated archive (records, imbalance counts,
+binary noise, exact resume, stored results, the command line)."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dm import imdb, losses, paper, paragraph_vectors as pv, sentiment as st
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imdb")
+    reviews = imdb.load(root, md5=imdb.fabricate(root, n_train=400, n_test=100, n_unsup=50, seed=2),
+                        progress=False)
+    features = pv.paragraph_vectors(reviews, pv.Settings(epochs=10), root / "vectors",
+                                    workers=1, progress=False)
+    return reviews, features, st.dataset(reviews, features)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(features, **changes):
+    base = dict(features=features, iterations=60, batch_size=20, eval_every=20, checkpoint_every=10)
+    base.update(changes)
+    return dataclasses.replace(st.PAPER_IMDB, **base)
+
+
+def test_paper_settings():
+    c = st.PAPER_IMDB
+    assert (c.hidden, c.lr, c.momentum, c.weight_decay, c.iterations, c.seed) == (8, 0.01, 0.9, 0.002, 10_000, 123)
+    assert (c.lr_gamma, c.lr_power) == (1e-5, 0.75)
+    assert c.batch_size == 100  # our choice: the paper gives none
+    assert st.TABLE5_DM == {"r = 0.0": (0.0, 0.9), "r = 0.2": (0.0, -0.52), "r = 0.4": (0.0, -0.33),
+                            "P-N 10:1": (0.3, 6.5), "P-N 50:1": (0.3, 6.5)}
+    net = st.mlp(100, c.hidden)
+    assert [tuple(p.shape) for p in net.parameters()] == [(8, 100), (8,), (2, 8), (2,)]
+
+
+def test_inv_schedule_is_caffes():
+    c = st.PAPER_IMDB
+    # Caffe's "inv": base_lr * (1 + gamma * iter) ^ (-power)
+    assert st.lr_at(c, 0) == 0.01
+    assert st.lr_at(c, 10_000) == pytest.approx(0.01 * 1.1 ** -0.75, rel=1e-15)
+    assert st.lr_at(c, 10_000) == pytest.approx(0.0093101, abs=1e-7)  # 1.1 ** -0.75 = 0.931012
+    assert st.lr_at(c, 1_000) == pytest.approx(0.01 / 1.01 ** 0.75, rel=1e-15)
+    values = [st.lr_at(c, t) for t in range(0, 10_001, 500)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert st.lr_at(dataclasses.replace(c, lr_gamma=0.0), 9_999) == 0.01
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("method", "Focal", "method must be one of"),
+    ("lam", -0.3, "lam must be >= 0, got -0.3"),
+    ("beta", float("inf"), "beta must be finite"),
+    ("gce_q", 1.5, "q must lie in \\(0, 1\\], got 1.5"),
+    ("class_weight", "inverse", "class_weight must be one of"),
+    ("noise_rate", 1.0, "noise_rate must lie in \\[0, 1\\), got 1.0"),
+    ("imbalance", 0, "imbalance must be a positive integer, got 0"),
+    ("imbalance", 10.0, "imbalance must be a positive integer, got 10.0"),
+    ("batch_size", 0, "batch_size must be a positive integer"),
+    ("lr", 0.0, "lr must be > 0"),
+    ("lr_gamma", -1e-5, "lr_gamma must be >= 0"),
+    ("weight_decay", -0.002, "weight_decay must be >= 0"),
+])
+def test_bad_configs_name_the_bad_value(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(st.PAPER_IMDB, **{field: value})
+
+
+def test_negative_beta_is_legal():
+    config = dataclasses.replace(st.PAPER_IMDB, method="DM", beta=-0.52)
+    assert config.beta == -0.52 and isinstance(st.make_loss(config), losses.DMLoss)
+
+
+def test_table5_cells():
+    assert list(st.TABLE5_ROWS) == paper.table5_rows()
+    assert paper.table5_columns() == METHODS == list(st.METHODS)
+    configs = {}
+    for row in st.TABLE5_ROWS:
+        extra = st.IMBALANCE_EXTRA if row.startswith("P-N") else ()
+        for column in METHODS + list(extra):
+            configs[row, column] = st.table5_config(row, column, "k")
+    assert len({c.name() for c in configs.values()}) == len(configs) == 5 * 9 + 2 * 2
+    assert configs["r = 0.2", "DM"].beta == -0.52 and configs["r = 0.2", "DM"].lam == 0.0
+    assert configs["r = 0.4", "GCE-DN"].noise_rate == 0.4 and configs["r = 0.4", "GCE-DN"].imbalance == 1
+    assert configs["P-N 50:1", "DM"].imbalance == 50 and (configs["P-N 50:1", "DM"].lam,
+                                                           configs["P-N 50:1", "DM"].beta) == (0.3, 6.5)
+    both = configs["P-N 10:1", "DM + class weights"]
+    assert (both.method, both.class_weight, both.lam, both.beta, both.imbalance) == ("DM", "balanced", 0.3, 6.5, 10)
+    assert configs["P-N 10:1", "CCE + class weights"].method == "CCE"
+    assert all(c.features == "k" for c in configs.values())
+    with pytest.raises(ValueError, match="row must be one of"):
+        st.table5_config("r = 0.6", "CCE", "k")
+    with pytest.raises(ValueError, match="column must be one of"):
+        st.table5_config("r = 0.0", "SL", "k")
+
+
+def test_balanced_class_weights():
+    labels = np.array([1] * 12_500 + [0] * 1_250)
+    w = st.class_weights(labels)
+    assert w == pytest.approx([13_750 / 2_500, 13_750 / 25_000])
+    assert w[0] * 1_250 == pytest.approx(w[1] * 12_500)  # each class carries the same total weight
+    assert st.class_weights(np.array([1, 1, 1])).tolist() == [0.0, 0.5]  # n / (2 n_k) = 3 / 6
+
+
+def test_run_records_what_table5_needs(setup, tmp_path):
+    reviews, features, data = setup
+    config = tiny(features.key, method="DM", lam=0.0, beta=-0.52, noise_rate=0.2)
+    result = st.run(config, tmp_path, data, progress=False)
+    assert result["name"] == config.name() and (tmp_path / config.name() / "result.json").exists()
+    h = result["history"]
+    assert h["iteration"] == [20, 40, 60]
+    assert h["lr"] == [st.lr_at(config, t - 1) for t in (20, 40, 60)]
+    for key in ("test_accuracy", "test_balanced_accuracy", "test_recall_negative", "test_recall_positive"):
+        assert len(h[key]) == 3 and result[f"final_{key}"] == h[key][-1]
+        assert 0 <= result[f"final_{key}"] <= 1
+    assert result["final_test_balanced_accuracy"] == pytest.approx(
+        (result["final_test_recall_negative"] + result["final_test_recall_positive"]) / 2, abs=1e-6)
+    assert result["test_size"] == 100 and result["train_size"] == 400
+    assert result["realised_noise_rate"] == 0.2  # exactly round(0.2 * 400) flips
+    assert result["mode"] == "smoke" and result["fabricated_data"] is True
+    assert result["class_weights"] is None
+    assert all(np.isfinite(h["train_loss"]))
+
+
+def test_binary_noise_flips_to_the_opposite_label(setup):
+    _, _, data = setup
+    from dm import noise
+    noisy = noise.symmetric(data.y_train, 0.4, 2, 123)
+    flipped = noisy != data.y_train
+    assert flipped.sum() == 160 and np.array_equal(noisy[flipped], 1 - data.y_train[flipped])
+
+
+def test_imbalance_keeps_all_positives_and_exact_negatives(setup, tmp_path):
+    _, features, data = setup
+    for ratio, negatives in ((10, 20), (50, 4)):
+        result = st.run(tiny(features.key, imbalance=ratio, batch_size=8), tmp_path, data, progress=False)
+        assert result["train_class_counts"] == result["train_class_counts_clean"] == [negatives, 200]
+        assert result["train_size"] == 200 + negatives and result["test_size"] == 100
+
+
+def test_class_weighted_dm_run(setup, tmp_path):
+    _, features, data = setup
+    config = st.table5_config("P-N 10:1", "DM + class weights", features.key,
+                              tiny(features.key, batch_size=8))
+    result = st.run(config, tmp_path, data, progress=False)
+    assert result["class_weights"] == pytest.approx([220 / 40, 220 / 400])
+    assert result["train_class_counts"] == [20, 200]
+    plain = st.run(dataclasses.replace(config, class_weight="none"), tmp_path, data, progress=False)
+    assert plain["history"]["train_loss"] != result["history"]["train_loss"]  # the weights reach the loss
+
+
+@pytest.mark.parametrize("stop", [10, 25])  # at a checkpoint that is an evaluation, and between
+def test_resume_reaches_the_same_numbers(setup, tmp_path, stop):
+    _, features, data = setup
+    config = tiny(features.key, method="GCE-DN", noise_rate=0.4)
+    whole = st.run(config, tmp_path / "whole", data, progress=False)
+    assert st.run(config, tmp_path / "cut", data, progress=False, stop_at=stop) is None
+    resumed = st.run(config, tmp_path / "cut", data, progress=False)
+    assert resumed["history"] == whole["history"]
+    a = torch.load(tmp_path / "whole" / config.name() / "model.pt")
+    b = torch.load(tmp_path / "cut" / config.name() / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["segments"][1]["start"] == stop  # a checkpoint is written where it stopped
+
+
+def test_stored_result_is_returned_and_other_features_are_refused(setup, tmp_path):
+    _, features, data = setup
+    config = tiny(features.key)
+    first = st.run(config, tmp_path, data, progress=False)
+    (tmp_path / config.name() / "model.pt").unlink()  # not needed to return the stored result
+    assert st.run(config, tmp_path, data, progress=False) == first
+    with pytest.raises(ValueError, match="features"):
+        st.run(tiny("0123456789abcdef"), tmp_path, data, progress=False)
+
+
+def test_dm_and_cce_learn_the_fabricated_sentiment(setup, tmp_path):
+    # Training behaviour on a small problem: the 8-unit network on the
+    # vectors of the fabricated reviews beats chance clearly with CCE and with
+    # DM at the paper's clean setting (lambda 0, beta 0.9).
+    _, features, data = setup
+    for method, extra in (("CCE", {}), ("DM", {"lam": 0.0, "beta": 0.9})):
+        config = tiny(features.key, method=method, iterations=600, eval_every=300, lr=0.05, **extra)
+        result = st.run(config, tmp_path, data, progress=False)
+        assert result["final_test_accuracy"] >= 0.7, (method, result["final_test_accuracy"])
+
+
+def test_table5_markdown_places_full_results_only(setup):
+    _, features, _ = setup
+    config = st.table5_config("r = 0.4", "DM", features.key)
+    result = {"name": config.name(), "config": dataclasses.asdict(config), "mode": "full",
+              "final_test_accuracy": 0.864, "final_test_balanced_accuracy": 0.864,
+              "final_test_recall_negative": 0.86, "final_test_recall_positive": 0.868}
+    table = paper.table5_markdown([result], features.key)
+    assert "| r = 0.4 | 75.5 | 83.6 | 84.9 | 83.7 | 75.0 | 75.2 | 80.2 | 75.3 | 86.4 / 86.4 |" in table
+    assert "| P-N 50:1 | 63.4 | 0.5* | 0.5* |" in table
+    smoke = dict(result, mode="smoke")
+    assert "86.4 / " not in paper.table5_markdown([smoke], features.key)
+    other = st.table5_config("P-N 10:1", "CCE + class weights", features.key)
+    detail = paper.imbalance_markdown([dict(result, name=other.name(), config=dataclasses.asdict(other))],
+                                      features.key)
+    assert "| P-N 10:1 | CCE + class weights | 86.4 | 86.4 | 86.0 | 86.8 |" in detail
+    with pytest.raises(ValueError, match="matches no cell"):
+        paper.table5_markdown([result], "another-key")
+
+
+def test_notebook_setup_smoke_mode(tmp_path):
+    setup = st.notebook_setup("smoke", runs_dir=tmp_path)
+    assert setup.mode == "smoke" and setup.reviews.fabricated and setup.data.fabricated
+    assert setup.base.iterations < 100 and setup.base.method == "CCE" and setup.base.lr == 0.01
+    assert setup.data.features == setup.features.key and setup.runs_dir == tmp_path
+    assert setup.run_options == {"device": "cpu", "progress": False}
+    # every Table 5 cell can run on the fabricated data (50:1 keeps 2 negatives)
+    result = st.run(st.table5_config("P-N 50:1", "DM + class weights", setup.features.key, setup.base),
+                    tmp_path, setup.data, **setup.run_options)
+    assert result["train_class_counts"] == [2, 100]
+
+
+def test_command_line_on_a_fabricated_archive(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "dm.sentiment", "--fabricated", "--runs-dir", str(tmp_path),
+         "--iterations", "20", "--batch-size", "10", "--method", "DM", "--beta", "-0.33",
+         "--noise-rate", "0.4", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    assert summary["name"].startswith("imdb_pv") and "DM-lam0-beta-0.33" in summary["name"]
+    assert 0 <= summary["final_test_accuracy"] <= 1
