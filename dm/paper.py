@@ -404,8 +404,10 @@ def imbalance_markdown(results: Iterable[dict] = (), features: str = "",
     """The imbalance rows in detail, ours only: for each ratio and method
     (the nine, then CCE and DM with class weights), the final test accuracy,
     balanced accuracy (the mean of the two recalls) and each class's recall,
-    in percent. On the balanced test set a model that predicts one class
-    scores 50 % accuracy and 50 % balanced accuracy, with recalls 0 and 100."""
+    in percent. On a balanced test set (as IMDB's is) balanced accuracy and
+    accuracy are equal, both the mean of the two recalls; the recalls show
+    which class a model gives up: one that predicts one class scores 50 %
+    with recalls 0 and 100."""
     placed = table5_cells(results, features, base, include_smoke)
     rows = []
     for row in ("P-N 10:1", "P-N 50:1"):
@@ -415,7 +417,8 @@ def imbalance_markdown(results: Iterable[dict] = (), features: str = "",
             rows.append([row, column] + [get(k) for k in (
                 "final_test_accuracy", "final_test_balanced_accuracy",
                 "final_test_recall_negative", "final_test_recall_positive")])
-    legend = f"{label}: final test measures (%) on the balanced 25k test set; {BLANK}: no run."
+    legend = (f"{label}: final test measures (%) on the balanced test set, where balanced accuracy "
+              f"equals accuracy (both are the mean of the two recalls); {BLANK}: no run.")
     return legend + "\n\n" + _markdown(
         ["data", "method", "accuracy", "balanced accuracy", "recall negative", "recall positive"],
         rows, ["l", "l", "r", "r", "r", "r"])

@@ -30,14 +30,24 @@ def repository_url() -> str:
     return config["repository"]["url"].rstrip("/")
 
 
-def colab_cell_source() -> str:
+# Notebooks that need one of dm's optional dependencies (pyproject.toml) that
+# Colab does not preinstall: name fragment -> extra.
+EXTRAS = {"imdb": "imdb"}  # gensim, for the PV-DBOW paragraph vectors
+
+
+def colab_cell_source(path=None) -> str:
+    """The setup cell of the notebook at ``path``: installs `dm` (with the
+    extra the notebook needs, if any) from the repository, on Colab only."""
+    stem = Path(path).stem if path is not None else ""
+    extras = [extra for fragment, extra in EXTRAS.items() if fragment in stem]
+    package = f"dm[{','.join(extras)}]" if extras else "dm"
     return (
         "# Setup. On Colab this installs the `dm` package from the book's repository;\n"
         "# elsewhere `make book` / `make test` have installed it already.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "dm @ git+{repository_url()}"'
+        f'    %pip install -q "{package} @ git+{repository_url()}"'
     )
 
 
@@ -46,10 +56,10 @@ def sync_colab(paths) -> None:
         nb = nbformat.read(path, as_version=4)
         first = nb.cells[0] if nb.cells else None
         if first is not None and SETUP_TAGS[0] in first.get("metadata", {}).get("tags", []):
-            first.source = colab_cell_source()
+            first.source = colab_cell_source(path)
             first.metadata["tags"] = list(SETUP_TAGS)
         else:
-            cell = nbformat.v4.new_code_cell(colab_cell_source())
+            cell = nbformat.v4.new_code_cell(colab_cell_source(path))
             cell.metadata["tags"] = list(SETUP_TAGS)
             nb.cells.insert(0, cell)
         nbformat.write(nb, path)

@@ -224,7 +224,7 @@ def test_table5_markdown_places_full_results_only(setup):
 def test_notebook_setup_smoke_mode(tmp_path):
     setup = st.notebook_setup("smoke", runs_dir=tmp_path)
     assert setup.mode == "smoke" and setup.reviews.fabricated and setup.data.fabricated
-    assert setup.base.iterations < 100 and setup.base.method == "CCE" and setup.base.lr == 0.01
+    assert setup.base.iterations == 200 and setup.base.batch_size == 10 and setup.base.method == "CCE" and setup.base.lr == 0.01
     assert setup.data.features == setup.features.key and setup.runs_dir == tmp_path
     assert setup.run_options == {"device": "cpu", "progress": False}
     # every Table 5 cell can run on the fabricated data (50:1 keeps 2 negatives)
