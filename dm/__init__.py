@@ -10,6 +10,14 @@
 - `dm.experiments`: the paper's CIFAR experiments, one resumable run per
   configuration, one JSON result per run; also a command line
   (``python -m dm.experiments --help``).
+- `dm.imdb`: the aclImdb archive (Maas et al. 2011), verified and parsed, and
+  the paper's positive:negative imbalance sampler.
+- `dm.paragraph_vectors`: PV-DBOW features with Mesnil et al.'s settings,
+  cached on disk.
+- `dm.sentiment`: the paper's IMDB experiment (Table 5); also a command line
+  (``python -m dm.sentiment --help``).
+- `dm.runs`: what the experiments share: run folders, seeding, the
+  checkpointed training loop, the notebooks' `DM_MODE` switch.
 - `dm.paper`: the paper's tables (one data file) beside our results.
 - `dm.digits`: a small real problem (scikit-learn's digits) for checking
   training behaviour on a CPU.
