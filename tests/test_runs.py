@@ -1,0 +1,117 @@
+"""dm.runs: the pieces every experiment shares, on a toy problem (the CIFAR and
+IMDB trainers are tested through them in test_experiments and test_sentiment)."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from dm import runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    seed: int = 0
+    iterations: int = 12
+
+    def name(self):
+        return f"toy_seed{self.seed}"
+
+
+def toy_run(config, out, stop_at=None, loss_value=None):
+    torch.manual_seed(config.seed)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    y = x.sum(1, keepdim=True)
+
+    def step(it):
+        g = torch.Generator().manual_seed(runs.seed_at(config.seed, it))
+        idx = torch.randint(0, 64, (8,), generator=g)
+        loss = ((model(x[idx]) - y[idx]) ** 2).mean()
+        if loss_value is not None:
+            loss = loss * loss_value
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    @torch.no_grad()
+    def evaluate(done):
+        return {"test_accuracy": float(((model(x) - y) ** 2).mean())}
+
+    out.mkdir(parents=True, exist_ok=True)
+    trained = runs.train(config, out, model=model, optimizer=optimizer, step=step, evaluate=evaluate,
+                         lr=lambda it: 0.1 / (1 + it), iterations=config.iterations, eval_every=4,
+                         checkpoint_every=3, device=torch.device("cpu"), measures=("test_accuracy", "unused"),
+                         progress=False, stop_at=stop_at)
+    return trained, model
+
+
+def test_seed_at_separates_seeds_and_positions():
+    assert runs.seed_at(123, 0) != runs.seed_at(123, 1) != runs.seed_at(124, 0)
+    assert len({runs.seed_at(s, p) for s in range(5) for p in range(1000)}) == 5000
+
+
+def test_train_records_history_and_resumes_exactly(tmp_path):
+    config = Toy()
+    whole, model = toy_run(config, tmp_path / "a")
+    h = whole.history
+    assert h["iteration"] == [4, 8, 12] and h["lr"] == [0.1 / 4, 0.1 / 8, 0.1 / 12]
+    assert len(h["test_accuracy"]) == 3 and h["unused"] == []
+    assert toy_run(config, tmp_path / "b", stop_at=5)[0] is None
+    resumed, model_b = toy_run(config, tmp_path / "b")
+    assert resumed.history == h
+    assert [s["start"] for s in resumed.segments] == [0, 5]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model_b.state_dict().values()))
+
+
+def test_a_checkpoint_of_another_config_is_refused(tmp_path):
+    toy_run(Toy(), tmp_path, stop_at=3)
+    with pytest.raises(ValueError, match="different configuration"):
+        toy_run(Toy(iterations=13), tmp_path)
+
+
+def test_a_non_finite_loss_stops_the_run(tmp_path):
+    with pytest.raises(FloatingPointError, match="toy_seed0: training loss is (inf|nan) at iteration 4"):
+        toy_run(Toy(), tmp_path, loss_value=float("inf"))
+
+
+def test_finish_and_load_result(tmp_path):
+    config = Toy()
+    out = tmp_path / config.name()
+    assert toy_run(config, out, stop_at=3)[0] is None
+    assert (out / "checkpoint.pt").exists()
+    _, model = toy_run(config, out)
+    result = runs.finish(out, {"config": dataclasses.asdict(config), "value": (1, 2)}, model)
+    assert result["value"] == [1, 2]  # as JSON gives it back
+    assert not (out / "checkpoint.pt").exists() and (out / "model.pt").exists()
+    assert runs.load_result(config, tmp_path) == result
+    assert runs.load_result(Toy(seed=1), tmp_path) is None
+    (out / "result.json").write_text(json.dumps({**result, "config": {"seed": 0, "iterations": 99}}))
+    with pytest.raises(ValueError, match="different configuration"):
+        runs.load_result(config, tmp_path)
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "f.txt"
+    runs.atomic_write(path, lambda p: p.write_text("old"))
+
+    def broken(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        runs.atomic_write(path, broken)
+    assert path.read_text() == "old"
+
+
+def test_mode_switch(monkeypatch):
+    monkeypatch.delenv("DM_MODE", raising=False)
+    assert runs.mode() == "full"
+    monkeypatch.setenv("DM_MODE", "smoke")
+    assert runs.mode() == "smoke"
+    monkeypatch.setenv("DM_MODE", "quick")
+    with pytest.raises(ValueError, match="DM_MODE must be 'full' or 'smoke', got 'quick'"):
+        runs.mode()
