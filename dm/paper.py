@@ -353,12 +353,8 @@ def table5_config(row: str, column: str, features: str,
 
 @lru_cache(maxsize=8)
 def _table5_cells(features: str, base: sentiment.Config) -> dict:
-    cells = {}
-    for row in table5_rows():
-        extra = sentiment.IMBALANCE_EXTRA if row.startswith("P-N") else ()
-        for column in table5_columns() + list(extra):
-            cells[_config_key(table5_config(row, column, features, base))] = (row, column)
-    return cells
+    return {_config_key(config): cell
+            for cell, config in sentiment.table5_configs(features, base, table5_rows()).items()}
 
 
 def table5_cells(results: Iterable[dict], features: str, base: sentiment.Config = sentiment.PAPER_IMDB,

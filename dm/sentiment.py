@@ -39,7 +39,7 @@ from .runs import describe_runs, load_result, mode, mode_banner
 
 __all__ = [
     "Config", "PAPER_IMDB", "METHODS", "CLASS_WEIGHTS", "TABLE5_ROWS", "TABLE5_DM",
-    "IMBALANCE_EXTRA", "table5_config", "imbalance_configs", "lr_at", "mlp", "Dataset",
+    "IMBALANCE_EXTRA", "table5_config", "table5_configs", "lr_at", "mlp", "Dataset",
     "dataset", "digits_standin", "DIGITS_STANDIN", "class_weights", "make_loss", "run", "load_result", "smoke_config",
     "NotebookSetup", "notebook_setup", "run_all", "mode", "mode_banner", "describe_runs", "main",
 ]
@@ -149,11 +149,14 @@ def table5_config(row: str, column: str, features: str, base: Config = PAPER_IMD
     return dataclasses.replace(base, **settings)
 
 
-def imbalance_configs(features: str, base: Config = PAPER_IMDB) -> dict:
-    """(row, column) -> `Config` for the imbalance rows: the nine methods and
-    the two class-weighted ones."""
+def table5_configs(features: str, base: Config = PAPER_IMDB, rows=None) -> dict:
+    """``{(row, column): Config}`` for every cell of Table 5 (all of ``rows``,
+    default every row): the nine methods in each row, and the two
+    class-weighted ones (`IMBALANCE_EXTRA`) in the imbalance rows. 49 cells."""
+    rows = list(TABLE5_ROWS) if rows is None else list(rows)
     return {(row, column): table5_config(row, column, features, base)
-            for row in ("P-N 10:1", "P-N 50:1") for column in METHODS + IMBALANCE_EXTRA}
+            for row in rows
+            for column in METHODS + (IMBALANCE_EXTRA if TABLE5_ROWS.get(row, {}).get("imbalance") else ())}
 
 
 def lr_at(config: Config, iteration: int) -> float:

@@ -92,12 +92,11 @@ def test_negative_beta_is_legal():
 def test_table5_cells():
     assert list(st.TABLE5_ROWS) == paper.table5_rows()
     assert paper.table5_columns() == METHODS == list(st.METHODS)
-    configs = {}
-    for row in st.TABLE5_ROWS:
-        extra = st.IMBALANCE_EXTRA if row.startswith("P-N") else ()
-        for column in METHODS + list(extra):
-            configs[row, column] = st.table5_config(row, column, "k")
+    configs = st.table5_configs("k")
+    assert list(configs) == [(row, column) for row in st.TABLE5_ROWS
+                             for column in METHODS + (list(st.IMBALANCE_EXTRA) if "P-N" in row else [])]
     assert len({c.name() for c in configs.values()}) == len(configs) == 5 * 9 + 2 * 2
+    assert list(st.table5_configs("k", rows=["r = 0.4"])) == [("r = 0.4", m) for m in METHODS]
     assert configs["r = 0.2", "DM"].beta == -0.52 and configs["r = 0.2", "DM"].lam == 0.0
     assert configs["r = 0.4", "GCE-DN"].noise_rate == 0.4 and configs["r = 0.4", "GCE-DN"].imbalance == 1
     assert configs["P-N 50:1", "DM"].imbalance == 50 and (configs["P-N 50:1", "DM"].lam,
