@@ -190,8 +190,8 @@ def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=No
 
     Training saves the model after every epoch (``pv-dbow-<key>.partial``
     beside the cache file), so an interrupted training resumes where it
-    stopped; on a 2-core machine a full training takes on the order of an
-    hour (see the book's IMDB chapter for a measurement).
+    stopped; on a 2-core machine a full training takes an estimated 1 to 1.5
+    hours (``benchmarks/imdb.py`` measures gensim's speed).
 
     ``workers``: gensim's threads (default: every core). With more than one,
     gensim's result depends on thread scheduling, so two trainings differ

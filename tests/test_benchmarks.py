@@ -36,3 +36,22 @@ def test_train_step_quick_prints_every_figure():
         rf"^total: {number} s$",
     ):
         assert re.search(pattern, out, re.MULTILINE), f"no line matches {pattern!r} in:\n{out}"
+
+
+def test_imdb_quick_prints_every_figure():
+    done = subprocess.run([sys.executable, "benchmarks/imdb.py", "--quick", "--workers", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    number = r"\d[\d,]*(\.\d+)?"
+    for pattern in (
+        r"^CPU: .+ cores; torch .+, 1 thread\(s\); --quick$",
+        r"^1\. one run: 200 iterations, batch 100, 2000 vectors of 100$",
+        rf"^  CCE +{number} s$",
+        rf"^  DM \(r = 0\.4\) +{number} s$",
+        rf"^  DM \+ class weights \(P-N 10:1\) +{number} s$",
+        rf"^  all 49 runs of Table 5 at the slowest pace: {number} min$",
+        rf"^  {number} words/s; 20 epochs over ~27M words \(estimated size of the real corpus\): ~{number} min$",
+        rf"^  {number} s for {number} MB$",
+        rf"^total: {number} s$",
+    ):
+        assert re.search(pattern, done.stdout, re.MULTILINE), f"no line matches {pattern!r} in:\n{done.stdout}"
