@@ -127,3 +127,29 @@ def logits_and_targets(logits, targets, check_values: bool, weight=None) -> None
         if low < 0 or high >= classes:
             bad = low if low < 0 else high
             raise ValueError(f"targets must lie in [0, {classes - 1}], found {bad}")
+
+
+def fraction(name: str, value) -> float:
+    """A real number in [0, 1) (a noise rate, a held-out fraction)."""
+    value = real(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+    return value
+
+
+def positive_integers(config, fields) -> None:
+    """Each of ``config``'s ``fields`` is an int >= 1 (bools rejected)."""
+    for field in fields:
+        value = getattr(config, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field} must be a positive integer, got {value!r}")
+
+
+def method_settings(method, methods, lam, beta, q) -> None:
+    """A loss method named in ``methods`` and valid DM (lam, beta) and GCE
+    (q) settings."""
+    if method not in methods:
+        raise ValueError(f"method must be one of {methods}, got {method!r}")
+    nonnegative("lam", lam)
+    real("beta", beta)
+    gce_q(q)

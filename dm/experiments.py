@@ -94,26 +94,17 @@ class Config:
         depth_of(self.model)  # raises on a bad name
         if self.shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        _checks.nonnegative("lam", self.lam)
-        _checks.real("beta", self.beta)
-        _checks.gce_q(self.gce_q)
+        _checks.method_settings(self.method, METHODS, self.lam, self.beta, self.gce_q)
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
-        if not 0.0 <= _checks.real("noise_rate", self.noise_rate) < 1.0:
-            raise ValueError(f"noise_rate must lie in [0, 1), got {self.noise_rate!r}")
+        _checks.fraction("noise_rate", self.noise_rate)
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.sampler == "classes" and self.batch_size % IMAGES_PER_CLASS:
             raise ValueError(f"sampler 'classes' needs batch_size divisible by {IMAGES_PER_CLASS}, "
                              f"got {self.batch_size}")
-        if not 0.0 <= _checks.real("val_fraction", self.val_fraction) < 1.0:
-            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
-        for field in ("iterations", "batch_size", "eval_every", "checkpoint_every"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        _checks.fraction("val_fraction", self.val_fraction)
+        _checks.positive_integers(self, ("iterations", "batch_size", "eval_every", "checkpoint_every"))
         _checks.positive("lr", self.lr)
         _checks.nonnegative("momentum", self.momentum)
         _checks.nonnegative("weight_decay", self.weight_decay)
@@ -121,22 +112,12 @@ class Config:
 
     def name(self) -> str:
         """A readable, unique folder name for the run."""
-        method = self.method
-        if self.method == "DM":
-            method = f"DM-lam{self.lam:g}-beta{self.beta:g}"
-        elif self.method.startswith("GCE"):
-            method = f"{self.method}-q{self.gce_q:g}"
         noise_tag = "clean" if self.noise_rate == 0 else f"{self.noise[:3]}{self.noise_rate:g}"
-        parts = [self.dataset, self.model, noise_tag, method]
-        defaults = Config(dataset=self.dataset, model=self.model, method=self.method,
-                          lam=self.lam, beta=self.beta, gce_q=self.gce_q,
-                          noise=self.noise, noise_rate=self.noise_rate, seed=self.seed)
-        if self != defaults:  # anything else changed: keep names unique
-            changed = {k: v for k, v in dataclasses.asdict(self).items()
-                       if v != getattr(defaults, k)}
-            parts.append("x" + runs.short_hash(changed))
-        parts.append(f"seed{self.seed}")
-        return "_".join(parts)
+        named = Config(dataset=self.dataset, model=self.model, method=self.method,
+                       lam=self.lam, beta=self.beta, gce_q=self.gce_q,
+                       noise=self.noise, noise_rate=self.noise_rate, seed=self.seed)
+        return "_".join([self.dataset, self.model, noise_tag, runs.method_tag(self),
+                         *runs.changes_tag(self, named), f"seed{self.seed}"])
 
 
 # The paper's two CIFAR settings. CIFAR-10 with ResNet-56 (Table 9, Figure 2):

@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 
 __all__ = [
-    "seed_at", "short_hash", "atomic_write", "load_result", "resolve_device", "hardware",
+    "seed_at", "short_hash", "method_tag", "changes_tag", "atomic_write", "load_result", "resolve_device", "hardware",
     "synchronize", "Trained", "train", "finish", "run_all", "mode", "mode_banner", "describe_runs",
 ]
 
@@ -53,6 +53,26 @@ def seed_at(seed: int, position: int) -> int:
 def short_hash(obj) -> str:
     """Eight hex digits identifying a JSON-able object (for unique names)."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def method_tag(config) -> str:
+    """The method part of a run's name: ``"CCE"``, ``"GCE-DN-q0.7"``,
+    ``"DM-lam0.5-beta8"`` (from ``config.method``, ``lam``, ``beta``, ``gce_q``)."""
+    if config.method == "DM":
+        return f"DM-lam{config.lam:g}-beta{config.beta:g}"
+    if config.method.startswith("GCE"):
+        return f"{config.method}-q{config.gce_q:g}"
+    return config.method
+
+
+def changes_tag(config, named) -> list:
+    """``["x<hash>"]`` if ``config`` differs from ``named`` (the same class
+    built from only the fields its name shows), else ``[]``: two configs
+    whose readable names agree still get different folder names."""
+    if config == named:
+        return []
+    changed = {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(named, k)}
+    return ["x" + short_hash(changed)]
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

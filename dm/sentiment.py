@@ -74,19 +74,12 @@ class Config:
     checkpoint_every: int = 1000
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        _checks.nonnegative("lam", self.lam)
-        _checks.real("beta", self.beta)
-        _checks.gce_q(self.gce_q)
+        _checks.method_settings(self.method, METHODS, self.lam, self.beta, self.gce_q)
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
-        if not 0.0 <= _checks.real("noise_rate", self.noise_rate) < 1.0:
-            raise ValueError(f"noise_rate must lie in [0, 1), got {self.noise_rate!r}")
-        for field in ("imbalance", "hidden", "iterations", "batch_size", "eval_every", "checkpoint_every"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        _checks.fraction("noise_rate", self.noise_rate)
+        _checks.positive_integers(
+            self, ("imbalance", "hidden", "iterations", "batch_size", "eval_every", "checkpoint_every"))
         if not isinstance(self.features, str):
             raise TypeError(f"features must be a str (a dm.paragraph_vectors cache key), got {self.features!r}")
         _checks.positive("lr", self.lr)
@@ -97,24 +90,16 @@ class Config:
 
     def name(self) -> str:
         """A readable, unique folder name for the run."""
-        method = self.method
-        if self.method == "DM":
-            method = f"DM-lam{self.lam:g}-beta{self.beta:g}"
-        elif self.method.startswith("GCE"):
-            method = f"{self.method}-q{self.gce_q:g}"
+        method = runs.method_tag(self)
         if self.class_weight != "none":
             method += f"-cw{self.class_weight}"
         data = f"pn{self.imbalance}" if self.imbalance > 1 else "balanced"
         noise_tag = "clean" if self.noise_rate == 0 else f"sym{self.noise_rate:g}"
-        parts = ["imdb", f"pv{self.features[:8] or 'none'}", data, noise_tag, method]
-        defaults = Config(method=self.method, lam=self.lam, beta=self.beta, gce_q=self.gce_q,
-                          class_weight=self.class_weight, noise_rate=self.noise_rate,
-                          imbalance=self.imbalance, features=self.features, seed=self.seed)
-        if self != defaults:  # anything else changed: keep names unique
-            changed = {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(defaults, k)}
-            parts.append("x" + runs.short_hash(changed))
-        parts.append(f"seed{self.seed}")
-        return "_".join(parts)
+        named = Config(method=self.method, lam=self.lam, beta=self.beta, gce_q=self.gce_q,
+                       class_weight=self.class_weight, noise_rate=self.noise_rate,
+                       imbalance=self.imbalance, features=self.features, seed=self.seed)
+        return "_".join(["imdb", f"pv{self.features[:8] or 'none'}", data, noise_tag, method,
+                         *runs.changes_tag(self, named), f"seed{self.seed}"])
 
 
 PAPER_IMDB = Config()
