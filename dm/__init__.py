@@ -3,6 +3,8 @@
 - `dm.weights`: example weights ||dL/dz||_1 as closed-form functions of p.
 - `dm.losses`: losses as PyTorch modules whose gradients are those closed forms,
   derivative normalisation (`DN`) and DM itself (`DMLoss`).
+- `dm.packed`: many losses evaluated at once on the stacked logits of many
+  models (`Stacked`).
 - `dm.noise`: reproducible label noise and its measurement.
 - `dm.cifar`: CIFAR-10/100 through torchvision, batch augmentation on the
   device, and tiny fabricated archives in the official format.
@@ -20,7 +22,9 @@
   checkpointed training loop, the notebooks' `DM_MODE` switch.
 - `dm.paper`: the paper's tables (one data file) beside our results.
 - `dm.digits`: a small real problem (scikit-learn's digits) for checking
-  training behaviour on a CPU.
+  training behaviour on a CPU, with many small models trained at once.
+- `dm.stats`: the book's rule for claims about training (a mean over seeds
+  and its standard error); `dm.book`: what the chapters share (`glue`).
 """
 
 from . import losses, noise, weights

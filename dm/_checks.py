@@ -60,18 +60,24 @@ def reduction(value, allowed: tuple[str, ...]) -> str:
 
 def class_weight(weight) -> torch.Tensor | None:
     """A per-class weight as ``torch.nn.CrossEntropyLoss(weight=...)`` takes it:
-    a 1-D tensor or sequence with one finite entry >= 0 per class, at least one
-    of them > 0. Returns a float32 copy (on the tensor's device), or None."""
+    a 1-D tensor, NumPy array or sequence with one finite entry >= 0 per class,
+    at least one of them > 0. Returns a copy (on the tensor's device) that
+    keeps the given precision, or None. A floating tensor or NumPy array keeps
+    its dtype (a float32 tensor stays float32, a float64 one float64);
+    anything else (a list of Python floats, which are doubles; integers of any
+    kind) becomes float64, where every integer up to 2^53 is exact. The
+    losses cast it to their compute dtype in ``forward``; `float32_compatible`
+    checks that cast."""
     if weight is None:
         return None
     try:
         w = torch.as_tensor(weight).detach()
-        if w.is_floating_point() and not isinstance(weight, torch.Tensor):
-            w = torch.as_tensor(weight, dtype=torch.float64)  # Python floats are doubles
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"weight must be a 1-D tensor or sequence of floats, got {weight!r}") from None
     if w.dtype == torch.bool or w.is_complex():
         raise TypeError(f"weight must hold real numbers, got dtype {w.dtype}")
+    keeps_dtype = w.is_floating_point() and hasattr(weight, "dtype")  # a tensor or an array
+    w = w.clone() if keeps_dtype else torch.as_tensor(weight, dtype=torch.float64, device=w.device).clone()
     if w.dim() != 1 or len(w) < 2:
         raise ValueError(f"weight must be 1-D with one entry per class (at least 2), got shape {tuple(w.shape)}")
     w64 = w.to(torch.float64)
@@ -79,12 +85,28 @@ def class_weight(weight) -> torch.Tensor | None:
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
             raise ValueError(f"weight must be {rule}, got {w64[i].item()!r} for class {i}")
-    w = w64.to(torch.float32)
-    if not bool(torch.isfinite(w).all()):
-        raise ValueError(f"weight must fit in float32, got {w64.max().item()!r}")
-    if not bool((w > 0).any()):
-        raise ValueError(f"weight must have an entry > 0 (in float32), its largest is {w64.max().item()!r}")
+    if not bool((w64 > 0).any()):
+        raise ValueError(f"weight must have an entry > 0, its largest is {w64.max().item()!r}")
     return w
+
+
+def float32_compatible(weight: torch.Tensor, logits_dtype) -> None:
+    """A float64 class weight used with logits computed in float32 (every
+    floating dtype but float64) is cast to float32 there: it must then stay
+    finite and keep an entry > 0 (entries below float32's range become 0
+    there, like any tiny weight rounded). Reads the weight's values (one
+    device sync); `logits_and_targets` calls it with its value checks."""
+    if weight.dtype != torch.float64 or logits_dtype == torch.float64:
+        return
+    w = weight.to(torch.float32)
+    if bool(torch.isfinite(w).all() & (w > 0).any()):
+        return
+    largest = weight.max().item()
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"weight must fit in float32 to be used with {logits_dtype} logits (computed in "
+                         f"float32), got {largest!r}; use float64 logits or smaller weights")
+    raise ValueError(f"weight must have an entry > 0 in float32 to be used with {logits_dtype} logits "
+                     f"(computed in float32), its largest is {largest!r}; use float64 logits or larger weights")
 
 
 def logits_and_targets(logits, targets, check_values: bool, weight=None) -> None:
@@ -92,7 +114,9 @@ def logits_and_targets(logits, targets, check_values: bool, weight=None) -> None
     (finite logits, targets in range) read the tensors' values, which costs a
     device synchronisation, and run only when ``check_values`` is true.
     ``weight``, a loss's per-class weight buffer, must match the logits'
-    number of classes and device (also free)."""
+    number of classes and device (also free); with the value checks, a
+    float64 weight must also survive the cast to float32 where the logits
+    are computed in float32 (`float32_compatible`)."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if not isinstance(targets, torch.Tensor):
@@ -120,6 +144,8 @@ def logits_and_targets(logits, targets, check_values: bool, weight=None) -> None
             raise ValueError(f"weight is on {weight.device} but the logits are on {logits.device}; "
                              "move the loss with .to(device)")
     if check_values:
+        if weight is not None:
+            float32_compatible(weight, logits.dtype)
         if not bool(torch.isfinite(logits).all()):
             bad = logits[~torch.isfinite(logits)][0].item()
             raise ValueError(f"logits must be finite, found {bad}")

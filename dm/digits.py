@@ -11,24 +11,25 @@ plot: test accuracy and the size of the logits over the steps.
 training set: fit every candidate setting on 80 % of the noisy training data,
 pick the one with the best accuracy on the other 20 % with their labels kept
 clean, retrain it on all the noisy training data and measure it on the test
-split. `train_many` trains several copies of the MLP at once (one per loss),
-which is what makes a grid of settings affordable on a CPU.
+split; `select_and_retrain_many` does it for many training sets (noise rates,
+seeds) at once. `train_runs` trains many copies of the MLP at once, each with
+its own loss, data and seed (`train_many`: one per loss on the same data),
+which is what makes a grid of settings over many seeds affordable on a CPU.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import losses, noise
+from . import losses, noise, packed
 from . import weights as _weights
 
-__all__ = ["Digits", "load", "mlp", "train", "Setting", "train_many", "selection_split",
-           "select_and_retrain"]
+__all__ = ["Digits", "load", "mlp", "train", "HISTORY", "Setting", "Run", "train_runs", "train_many",
+           "selection_split", "select_and_retrain", "select_and_retrain_many"]
 
 NUM_CLASSES = 10
 
@@ -98,19 +99,52 @@ def _batches(n: int, batch_size: int, seed: int):
         position += batch_size
 
 
+def _fit_measures(model: nn.Module, data: Digits) -> dict:
+    """How the model fits the training set: the whole set against the labels
+    it was trained on and against the true ones (the paper's Table 9
+    "corrupted" / "intact" columns), and each part (corrupted, intact labels)
+    against the labels trained on. ``train_accuracy_corrupted`` is the share of
+    corrupted labels the model predicts as labelled: memorised noise."""
+    with torch.no_grad():
+        predicted = model(data.x_train).argmax(1)
+    corrupted = data.y_train != data.y_train_clean
+    as_labelled = predicted == data.y_train
+
+    def mean(mask):
+        return float(mask.float().mean()) if len(mask) else float("nan")
+
+    return {
+        "train_accuracy_noisy_labels": mean(as_labelled),
+        "train_accuracy_clean_labels": mean(predicted == data.y_train_clean),
+        "train_accuracy_corrupted": mean(as_labelled[corrupted]),
+        "train_accuracy_intact": mean(as_labelled[~corrupted]),
+    }
+
+
+HISTORY = ("test_accuracy", "val_accuracy", "max_abs_logit", "train_accuracy_noisy_labels",
+           "train_accuracy_clean_labels", "train_accuracy_corrupted", "train_accuracy_intact")
+"""What `train` records at each recorded step, besides the step itself."""
+
+
 def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
-          momentum: float = 0.9, batch_size: int = 128, hidden: int = 64,
-          seed: int = 0, record_every: int = 100) -> dict:
+          momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 128,
+          hidden: int = 64, seed: int = 0, record_every: int = 100) -> dict:
     """Train ``mlp(hidden, seed)`` on ``data``'s noisy labels with SGD.
 
-    Returns the trained model and a history: at each recorded step, the test
-    and validation accuracy and the largest absolute logit over the training
-    set. Batches are drawn by a seeded permutation per epoch.
+    ``weight_decay`` is SGD's L2 penalty on every parameter, biases included
+    (as Caffe applies it; the paper uses 1e-4 in its text, the authors' solver
+    files 5e-4). Batches are drawn by a seeded permutation per epoch.
+
+    Returns the trained model and a history: at each recorded step, the
+    measures named in `HISTORY`: the test and validation accuracy, the largest
+    absolute logit over the training set and the fit of the training set
+    (`_fit_measures`: against the noisy and the true labels, and the shares of
+    corrupted and intact labels predicted as labelled).
     """
     model = mlp(hidden, seed)
-    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     batches = _batches(len(data.y_train), batch_size, seed)
-    history = {"step": [], "test_accuracy": [], "val_accuracy": [], "max_abs_logit": []}
+    history = {"step": [], **{name: [] for name in HISTORY}}
     for step in range(1, steps + 1):
         batch = next(batches)
         optimiser.zero_grad(set_to_none=True)
@@ -118,11 +152,15 @@ def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
         optimiser.step()
         if step % record_every == 0 or step == steps:
             with torch.no_grad():
-                history["step"].append(step)
-                history["test_accuracy"].append(accuracy(model, data.x_test, data.y_test))
-                history["val_accuracy"].append(
-                    accuracy(model, data.x_val, data.y_val) if len(data.y_val) else float("nan"))
-                history["max_abs_logit"].append(float(model(data.x_train).abs().max()))
+                measured = {
+                    "test_accuracy": accuracy(model, data.x_test, data.y_test),
+                    "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.y_val) else float("nan"),
+                    "max_abs_logit": float(model(data.x_train).abs().max()),
+                    **_fit_measures(model, data),
+                }
+            history["step"].append(step)
+            for name in HISTORY:
+                history[name].append(measured[name])
     return {"model": model, **history}
 
 
@@ -157,44 +195,91 @@ class Setting(NamedTuple):
         return self.loss
 
 
-def train_many(loss_modules: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
-               steps: int = 1000, lr: float = 0.01, momentum: float = 0.9,
-               batch_size: int = 128, hidden: int = 64, seed: int = 0) -> list[nn.Sequential]:
-    """Train one ``mlp(hidden, seed)`` per loss on ``(x, y)``, all at once.
+class Run(NamedTuple):
+    """One model for `train_runs` to train: its loss, its training data
+    (``x`` [N, 64], ``y`` [N]) and the seed of its initialisation and of its
+    mini-batches."""
+    loss: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    seed: int = 0
 
-    Every model starts from the same initialisation and sees the same
-    mini-batches, drawn exactly as `train` draws them (`_batches`: a seeded
-    permutation per epoch), so model k is `train` with ``loss_modules[k]`` up to float
-    rounding. The K models' parameters are stacked and run with
-    ``torch.func.vmap``; the losses are summed, and since the models share no
-    parameter each one's gradient is its own loss's. SGD with momentum acts
-    elementwise, so the update is the one each model would get alone.
+
+def train_runs(runs: Sequence[Run], steps: int = 1000, lr: float = 0.01, momentum: float = 0.9,
+               weight_decay: float = 0.0, batch_size: int = 128, hidden: int = 64) -> list[nn.Sequential]:
+    """Train one ``mlp(hidden, run.seed)`` per run, all at once.
+
+    Each run starts from ``mlp(hidden, run.seed)`` and draws its mini-batches
+    from its own data exactly as `train` draws them (`_batches`: a seeded
+    permutation per epoch), so model k is ``train(runs[k].loss, ...)`` with
+    the same settings, up to float rounding. All runs' data sets must have the
+    same number of examples. The K models' parameters are stacked and their
+    forward passes run as batched matrix products; their K losses are evaluated together
+    (`dm.packed.Stacked`) and summed. The models share no parameter, so each
+    one's gradient is its own loss's, and SGD with momentum and weight decay
+    acts elementwise, so each update is the one the model would get alone.
+    Runs that share their data and seed share each batch's gather.
 
     Returns K independent trained copies of the MLP.
     """
-    from torch.func import functional_call, stack_module_state, vmap
-
-    if len(loss_modules) == 0:
+    runs = [Run(*run) for run in runs]
+    if len(runs) == 0:
         return []
-    models = [mlp(hidden, seed) for _ in loss_modules]
-    params, buffers = stack_module_state(models)
-    skeleton = copy.deepcopy(models[0]).to("meta")
-    forward = vmap(lambda p, b, inputs: functional_call(skeleton, (p, b), (inputs,)),
-                   in_dims=(0, 0, None))
-    optimiser = torch.optim.SGD(params.values(), lr=lr, momentum=momentum)
-    batches = _batches(len(y), batch_size, seed)
+    sizes = {len(run.y) for run in runs}
+    if len(sizes) != 1 or any(len(run.x) != len(run.y) for run in runs):
+        raise ValueError(f"every run needs the same number of examples in x and y, got {sorted(sizes)}")
+    (n,) = sizes
+    # One copy of each distinct data set, and one batch stream per seed.
+    datasets = list({(id(run.x), id(run.y)): (run.x, run.y) for run in runs}.items())
+    data_index = {key: i for i, (key, _) in enumerate(datasets)}
+    x_all = torch.stack([x for _, (x, _) in datasets])  # [D, N, 64]
+    y_all = torch.stack([y for _, (_, y) in datasets])  # [D, N]
+    seeds = list(dict.fromkeys(run.seed for run in runs))
+    streams = [_batches(n, batch_size, seed) for seed in seeds]
+    run_data = torch.tensor([data_index[id(run.x), id(run.y)] for run in runs])[:, None]
+    run_stream = torch.tensor([seeds.index(run.seed) for run in runs])
+    shared = len(datasets) == 1 and len(seeds) == 1
+
+    models = [mlp(hidden, run.seed) for run in runs]
+    # The K MLPs' parameters stacked along a first dimension, and the K
+    # forward passes as batched matrix products (faster than vmap here).
+    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_()
+              for name, _ in models[0].named_parameters()}
+
+    def forward(inputs):  # [B, 64] (shared) or [K, B, 64] -> [K, B, 10]
+        hidden_layer = torch.relu(torch.matmul(inputs, params["0.weight"].mT) + params["0.bias"][:, None])
+        return torch.matmul(hidden_layer, params["2.weight"].mT) + params["2.bias"][:, None]
+
+    criterion = packed.Stacked([run.loss for run in runs])
+    optimiser = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     for _ in range(steps):
-        batch = next(batches)
+        batches = torch.stack([next(stream) for stream in streams])  # [S, B]
+        if shared:
+            inputs, targets = x_all[0, batches[0]], y_all[0, batches[0]]
+        else:
+            index = batches[run_stream]  # [K, B]
+            inputs, targets = x_all[run_data, index], y_all[run_data, index]
         optimiser.zero_grad(set_to_none=True)
-        logits = forward(params, buffers, x[batch])  # [K, B, classes]
-        targets = y[batch]
-        sum(loss(logits[k], targets) for k, loss in enumerate(loss_modules)).backward()
+        criterion(forward(inputs), targets).sum().backward()
         optimiser.step()
     with torch.no_grad():
         for k, model in enumerate(models):
             for name, parameter in model.named_parameters():
                 parameter.copy_(params[name][k])
     return models
+
+
+def train_many(loss_modules: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
+               steps: int = 1000, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
+               batch_size: int = 128, hidden: int = 64, seed: int = 0) -> list[nn.Sequential]:
+    """Train one ``mlp(hidden, seed)`` per loss on ``(x, y)``, all at once:
+    `train_runs` with one run per loss, all on the same data and seed (so all
+    start from the same initialisation and see the same mini-batches).
+
+    Returns K independent trained copies of the MLP.
+    """
+    return train_runs([Run(loss, x, y, seed) for loss in loss_modules], steps=steps, lr=lr,
+                      momentum=momentum, weight_decay=weight_decay, batch_size=batch_size, hidden=hidden)
 
 
 def selection_split(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,69 +292,104 @@ def selection_split(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[t
     return order[n_val:].sort().values, order[:n_val].sort().values
 
 
-def _fit_report(model: nn.Module, data: Digits) -> dict:
-    with torch.no_grad():
-        predicted = model(data.x_train).argmax(1)
-    corrupted = data.y_train != data.y_train_clean
-    return {
-        "test_accuracy": accuracy(model, data.x_test, data.y_test),
-        # how much of the noise the model has memorised, and how much of the rest it fits
-        "corrupted_fit": float((predicted == data.y_train)[corrupted].float().mean())
-        if corrupted.any() else float("nan"),
-        "intact_fit": float((predicted == data.y_train)[~corrupted].float().mean()),
-    }
+def select_and_retrain_many(tasks: Mapping, methods: Mapping[str, Sequence[Setting]],
+                            val_fraction: float = 0.2, workers: int = 1, **train_kwargs) -> dict:
+    """The paper's protocol on several noisy training sets at once, for
+    several methods.
 
-
-def select_and_retrain(data: Digits, methods: Mapping[str, Sequence[Setting]], seed: int = 0,
-                       val_fraction: float = 0.2, **train_kwargs) -> dict[str, dict]:
-    """The paper's protocol on one noisy training set, for several methods.
-
-    For each method, its candidate settings are trained (`train_many`) on
-    ``1 - val_fraction`` of ``data``'s noisy training examples and scored on
-    the other ``val_fraction``, whose labels are the clean ones
+    ``tasks`` maps a key (e.g. ``(noise_rate, seed)``) to ``(data, seed)``: a
+    `Digits` and the seed of that task's 80/20 split, initialisation and
+    mini-batches. For each task and method, the method's candidate settings
+    are trained on ``1 - val_fraction`` of the task's noisy training examples
+    and scored on the other ``val_fraction``, whose labels are the clean ones
     (``data.y_train_clean``). The selected setting is the first one, in the
     method's own order, with the highest validation accuracy. It is then
-    retrained on *all* the noisy training examples and measured on the test
-    split. A method with a single candidate skips the selection runs.
+    retrained on *all* the task's noisy training examples and measured on its
+    test split. A method with a single candidate skips the selection runs.
 
     Only ``x_train``, ``y_train`` and ``y_train_clean`` are used for selection;
     the test split is read only to measure the retrained models. Settings
-    shared between methods are trained once. ``train_kwargs`` go to
-    `train_many` (``steps``, ``lr``, ...; ``seed`` is this function's).
+    shared between methods are trained once per task. All selection runs of
+    all tasks are trained together by one `train_runs`, then all retraining
+    runs by another; a task's results do not depend on the other tasks (up
+    to float rounding). ``train_kwargs`` go to `train_runs` (``steps``,
+    ``lr``, ``weight_decay``, ...).
 
-    Returns, per method: ``candidates``, their ``val_accuracy`` (None without
-    selection), the ``selected`` setting, and for the retrained model its
-    ``test_accuracy``, ``corrupted_fit`` (the fraction of training examples
-    with a corrupted label that it predicts *as labelled*, i.e. memorised
-    noise) and ``intact_fit`` (the same on the uncorrupted ones).
+    ``workers``: with more than one, the tasks are dealt out to that many
+    new Python processes, each with one torch thread (the small matrices
+    here gain little from a second thread, and much from a second process).
+
+    Returns, per task key and method: ``candidates``, their ``val_accuracy``
+    (None without selection), the ``selected`` setting, and for the retrained
+    model its ``test_accuracy`` and its fit of the training set
+    (`_fit_measures`; ``train_accuracy_corrupted`` is the share of the
+    corrupted labels it predicts *as labelled*, i.e. memorised noise).
     """
     methods = {name: list(candidates) for name, candidates in methods.items()}
     if any(len(c) == 0 for c in methods.values()):
         raise ValueError("every method needs at least one candidate setting")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if workers > 1 and len(tasks) > 1:
+        return _in_processes(tasks, methods, val_fraction, workers, train_kwargs)
+    to_select = list(dict.fromkeys(s for c in methods.values() if len(c) > 1 for s in c))
 
     # 1. Selection: fit on the noisy 80 %, score on the clean 20 %.
-    to_select = list(dict.fromkeys(s for c in methods.values() if len(c) > 1 for s in c))
-    val_accuracy = {}
+    val_accuracy = {key: {} for key in tasks}
     if to_select:
-        fit, val = selection_split(len(data.y_train), val_fraction, seed)
-        models = train_many([s.make() for s in to_select], data.x_train[fit], data.y_train[fit],
-                            seed=seed, **train_kwargs)
-        x_val, y_val = data.x_train[val], data.y_train_clean[val]
-        val_accuracy = {s: accuracy(m, x_val, y_val) for s, m in zip(to_select, models)}
-    selected = {}
-    for name, candidates in methods.items():
-        scores = [val_accuracy[s] for s in candidates] if len(candidates) > 1 else None
-        selected[name] = candidates[int(np.argmax(scores))] if scores else candidates[0]
+        runs, scored = [], []
+        for key, (data, seed) in tasks.items():
+            fit, val = selection_split(len(data.y_train), val_fraction, seed)
+            x_fit, y_fit = data.x_train[fit], data.y_train[fit]
+            runs += [Run(s.make(), x_fit, y_fit, seed) for s in to_select]
+            scored += [(key, s, data.x_train[val], data.y_train_clean[val]) for s in to_select]
+        models = train_runs(runs, **train_kwargs)
+        for (key, s, x_val, y_val), model in zip(scored, models):
+            val_accuracy[key][s] = accuracy(model, x_val, y_val)
+    selected = {key: {} for key in tasks}
+    for key in tasks:
+        for name, candidates in methods.items():
+            scores = [val_accuracy[key][s] for s in candidates] if len(candidates) > 1 else None
+            selected[key][name] = candidates[int(np.argmax(scores))] if scores else candidates[0]
 
     # 2. Retrain each selected setting on all the noisy training data; test it.
-    to_train = list(dict.fromkeys(selected.values()))
-    models = train_many([s.make() for s in to_train], data.x_train, data.y_train,
-                        seed=seed, **train_kwargs)
-    reports = {s: _fit_report(m, data) for s, m in zip(to_train, models)}
+    runs, trained = [], []
+    for key, (data, seed) in tasks.items():
+        for s in dict.fromkeys(selected[key].values()):
+            runs.append(Run(s.make(), data.x_train, data.y_train, seed))
+            trained.append((key, s))
+    reports = {key: {} for key in tasks}
+    for (key, s), model in zip(trained, train_runs(runs, **train_kwargs)):
+        data = tasks[key][0]
+        reports[key][s] = {"test_accuracy": accuracy(model, data.x_test, data.y_test),
+                           **_fit_measures(model, data)}
     return {
-        name: {"candidates": candidates,
-               "val_accuracy": [val_accuracy[s] for s in candidates] if len(candidates) > 1 else None,
-               "selected": selected[name],
-               **reports[selected[name]]}
-        for name, candidates in methods.items()
+        key: {name: {"candidates": candidates,
+                     "val_accuracy": [val_accuracy[key][s] for s in candidates] if len(candidates) > 1 else None,
+                     "selected": selected[key][name],
+                     **reports[key][selected[key][name]]}
+              for name, candidates in methods.items()}
+        for key in tasks
     }
+
+
+def _in_processes(tasks, methods, val_fraction, workers, train_kwargs) -> dict:
+    """`select_and_retrain_many` with its tasks dealt out to ``workers``
+    processes (`dm.runs.map_processes`); the results in the order of
+    ``tasks``."""
+    from . import runs
+
+    keys = list(tasks)
+    shares = [{key: tasks[key] for key in keys[i::workers]} for i in range(workers)]
+    calls = [dict(tasks=share, methods=methods, val_fraction=val_fraction, **train_kwargs)
+             for share in shares if share]
+    merged = {key: value for part in runs.map_processes(select_and_retrain_many, calls, workers)
+              for key, value in part.items()}
+    return {key: merged[key] for key in keys}
+
+
+def select_and_retrain(data: Digits, methods: Mapping[str, Sequence[Setting]], seed: int = 0,
+                       val_fraction: float = 0.2, **train_kwargs) -> dict[str, dict]:
+    """The paper's protocol on one noisy training set: `select_and_retrain_many`
+    with the single task ``(data, seed)``. Returns its result per method."""
+    return select_and_retrain_many({None: (data, seed)}, methods, val_fraction, **train_kwargs)[None]

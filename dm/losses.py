@@ -17,20 +17,29 @@ CCE's direction ``softmax(z) - onehot(y)`` scaled to unit L1 norm
 and its gradient from closed forms rather than by differentiating the value:
 that is Derivative Manipulation's point of view (Wang et al.,
 arXiv:1905.11233), and it keeps the gradient exact where the textbook route
-divides or subtracts rounded numbers. Internally ``p`` and ``1 - p`` are both
-computed from the logits in float32 (float64 for float64 logits): ``1 - p`` is
-the sum of the other classes' probabilities, so it stays exact as p -> 1 in
-float32 and bfloat16, and nothing divides by it. The value is returned in
-that compute dtype (float32 for float16 and bfloat16 logits); the gradient in
-the logits' dtype.
+divides or subtracts rounded numbers. Internally ``p`` and ``pbar = 1 - p``
+are both computed from the logits in float32 (float64 for float64 logits):
+``pbar`` is the sum of the other classes' probabilities, so it stays exact as
+p -> 1 in float32 and bfloat16, and nothing divides by it. The value is
+returned in that compute dtype (float32 for float16 and bfloat16 logits); the
+gradient in the logits' dtype.
 
 Class weights: every module takes an optional ``weight``, one non-negative
 finite number ``c_k`` per class (at least one > 0), with the meaning of
 ``torch.nn.CrossEntropyLoss(weight=...)``: example i's value and gradient are
 multiplied by ``c_{y_i}``, and where a loss divides by the batch (a mean, a
 normalisation) it divides by the batch's total ``sum_i c_{y_i}`` instead of
-by ``B``. It is a float32 buffer named ``weight``, so ``.to(device)`` moves
-it; forward casts it to the compute dtype.
+by ``B``. It is a buffer named ``weight`` that keeps the precision it was
+given: a floating tensor or NumPy array keeps its dtype (a float32 one stays
+float32), a list of Python floats or any integers become float64. Forward
+casts it to the compute dtype, so in float64 the weights are exactly those
+given, as in ``torch.nn.CrossEntropyLoss``. Like any buffer (and like
+torch's), it moves with ``.to(device)`` and is cast by the module's dtype
+casts (``.double()``, ``.half()``, ...); a loss needs none of those, since
+forward casts the weight to the compute dtype. A float64 weight that does not survive the cast to float32 (an entry above
+float32's range, or every entry below it) is an error when the logits are
+computed in float32 and ``check_inputs=True``; with float64 logits it is
+used as given.
 
 Input checks: shapes and dtypes are always checked. Finite logits and targets
 in range are checked when ``check_inputs=True`` (the default); reading those
@@ -55,13 +64,13 @@ __all__ = ["CCE", "MAE", "MSE", "GCE", "SL", "DN", "DMLoss", "METHODS", "make"]
 
 class _Terms(NamedTuple):
     p: torch.Tensor          # [B] probability of the labelled class
-    q: torch.Tensor          # [B] 1 - p, the other classes' total probability
+    pbar: torch.Tensor       # [B] 1 - p, the other classes' total probability
     log_p: torch.Tensor      # [B] log p, exact also as p -> 1
     direction: torch.Tensor  # [B, C] unit-L1 direction d (see module docstring)
 
 
 def _terms(logits: torch.Tensor, targets: torch.Tensor) -> _Terms:
-    """p, 1 - p, log p and the unit direction, computed without autograd.
+    """p, pbar = 1 - p, log p and the unit direction, computed without autograd.
 
     With ``s`` the log-sum-exp of the *other* classes' logits,
     ``log p = -softplus(s - z_y)`` and ``log(1 - p) = -softplus(z_y - s)``:
@@ -78,14 +87,15 @@ def _terms(logits: torch.Tensor, targets: torch.Tensor) -> _Terms:
     total = e.sum(dim=1)                        # in [1, C - 1]
     log_sum_others = top.squeeze(1) + torch.log(total)
     log_p = -F.softplus(log_sum_others - z_y)
-    q = torch.exp(-F.softplus(z_y - log_sum_others))
+    pbar = torch.exp(-F.softplus(z_y - log_sum_others))
     direction = 0.5 * (e / total[:, None] - is_target.to(dtype))
-    return _Terms(log_p.exp(), q, log_p, direction)
+    return _Terms(log_p.exp(), pbar, log_p, direction)
 
 
 class _DesignedGradient(torch.autograd.Function):
-    """Returns ``value`` ([B]); backward gives ``grad_value[:, None] * rows``
-    for the logits, in the logits' dtype."""
+    """Returns ``value`` ([B], or [K] for K stacked batches); backward gives
+    ``grad_value[i] * rows[i]`` for the logits ([B, C], or [K, B, C]), in the
+    logits' dtype."""
 
     @staticmethod
     def forward(ctx, logits, value, rows):
@@ -96,7 +106,8 @@ class _DesignedGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_value):
         (rows,) = ctx.saved_tensors
-        return (grad_value[:, None].to(rows.dtype) * rows).to(ctx.logits_dtype), None, None
+        scale = grad_value.reshape(grad_value.shape + (1,) * (rows.dim() - grad_value.dim()))
+        return (scale.to(rows.dtype) * rows).to(ctx.logits_dtype), None, None
 
 
 def _class_weights(weight: torch.Tensor, targets: torch.Tensor, dtype) -> torch.Tensor:
@@ -104,11 +115,12 @@ def _class_weights(weight: torch.Tensor, targets: torch.Tensor, dtype) -> torch.
     return weight.to(dtype)[targets]
 
 
-def _total(w: torch.Tensor) -> torch.Tensor:
-    """``w.sum()``, clamped to the smallest normal float so that a batch whose
-    weights are all exactly zero gets a zero gradient rather than 0/0, with no
-    host sync."""
-    return w.sum().clamp_min(torch.finfo(w.dtype).tiny)
+def _total(w: torch.Tensor, dim=None) -> torch.Tensor:
+    """``w.sum()`` (over ``dim``, kept, if given), clamped to the smallest
+    normal float so that a batch whose weights are all exactly zero gets a
+    zero gradient rather than 0/0, with no host sync."""
+    total = w.sum() if dim is None else w.sum(dim, keepdim=True)
+    return total.clamp_min(torch.finfo(w.dtype).tiny)
 
 
 def _weight_repr(weight) -> str:
@@ -137,6 +149,10 @@ class _LogitLoss(nn.Module):
     ``"mean"`` gives value 0 and a zero gradient (torch gives NaN).
     """
 
+    hyperparameters: tuple = ()
+    """The names of the attributes the formulas (`value`, `example_weight`)
+    read: `dm.packed` stacks them to evaluate many losses of a class at once."""
+
     def __init__(self, reduction: str = "mean", check_inputs: bool = True, *, weight=None):
         super().__init__()
         self.reduction = _checks.reduction(reduction, ("mean", "sum", "none"))
@@ -147,8 +163,8 @@ class _LogitLoss(nn.Module):
         """The per-example loss L(p), shape [B]."""
         raise NotImplementedError
 
-    def example_weight(self, p, q):
-        """The per-example weight ||dL/dz||_1 as a function of p and q = 1 - p."""
+    def example_weight(self, p, pbar):
+        """The per-example weight ||dL/dz||_1 as a function of p and pbar = 1 - p."""
         raise NotImplementedError
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -156,7 +172,7 @@ class _LogitLoss(nn.Module):
         backward pass gives the designed gradient (see the class docstring)."""
         _checks.logits_and_targets(logits, targets, self.check_inputs, self.weight)
         t = _terms(logits, targets)
-        value, rows = self.value(t), self.example_weight(t.p, t.q)[:, None] * t.direction
+        value, rows = self.value(t), self.example_weight(t.p, t.pbar)[:, None] * t.direction
         if self.weight is None:
             return _reduce(_DesignedGradient.apply(logits, value, rows), self.reduction)
         c = _class_weights(self.weight, targets, value.dtype)
@@ -175,8 +191,8 @@ class CCE(_LogitLoss):
     def value(self, t):
         return -t.log_p
 
-    def example_weight(self, p, q):
-        return _w._cce(p, q)
+    def example_weight(self, p, pbar):
+        return _w._cce(p, pbar)
 
 
 class MAE(_LogitLoss):
@@ -184,10 +200,10 @@ class MAE(_LogitLoss):
     gradient ``p (softmax(z) - onehot(y))``, weight ``2 p (1 - p)``."""
 
     def value(self, t):
-        return t.q
+        return t.pbar
 
-    def example_weight(self, p, q):
-        return _w._mae(p, q)
+    def example_weight(self, p, pbar):
+        return _w._mae(p, pbar)
 
 
 class MSE(_LogitLoss):
@@ -195,16 +211,18 @@ class MSE(_LogitLoss):
     gradient ``2 p (1 - p) (softmax(z) - onehot(y))``, weight ``4 p (1 - p)^2``."""
 
     def value(self, t):
-        return t.q ** 2
+        return t.pbar ** 2
 
-    def example_weight(self, p, q):
-        return _w._mse(p, q)
+    def example_weight(self, p, pbar):
+        return _w._mse(p, pbar)
 
 
 class GCE(_LogitLoss):
     r"""Generalised cross entropy (Zhang and Sabuncu 2018),
     ``L = (1 - p^q) / q`` with ``q`` in (0, 1]; gradient
     ``p^q (softmax(z) - onehot(y))``, weight ``2 p^q (1 - p)``."""
+
+    hyperparameters = ("q",)
 
     def __init__(self, q: float = 0.7, reduction: str = "mean", check_inputs: bool = True, *, weight=None):
         super().__init__(reduction, check_inputs, weight=weight)
@@ -213,8 +231,8 @@ class GCE(_LogitLoss):
     def value(self, t):
         return -torch.expm1(self.q * t.log_p) / self.q
 
-    def example_weight(self, p, q):
-        return _w._gce(p, q, self.q)
+    def example_weight(self, p, pbar):
+        return _w._gce(p, pbar, self.q)
 
     def extra_repr(self):
         return ", ".join(filter(None, (f"q={self.q}", super().extra_repr())))
@@ -228,6 +246,8 @@ class SL(_LogitLoss):
     ``2 (1 - p) (alpha - A beta p)``. The SL paper's settings: CIFAR-10
     alpha = 0.1, beta = 1; CIFAR-100 alpha = 6, beta = 0.1; A = -4."""
 
+    hyperparameters = ("alpha", "beta", "A")
+
     def __init__(self, alpha: float, beta: float, A: float = -4.0,
                  reduction: str = "mean", check_inputs: bool = True, *, weight=None):
         super().__init__(reduction, check_inputs, weight=weight)
@@ -236,10 +256,10 @@ class SL(_LogitLoss):
         self.A = _checks.log_zero(A)
 
     def value(self, t):
-        return -self.alpha * t.log_p - self.beta * self.A * t.q
+        return -self.alpha * t.log_p - self.beta * self.A * t.pbar
 
-    def example_weight(self, p, q):
-        return _w._sl(p, q, self.alpha, self.beta, self.A)
+    def example_weight(self, p, pbar):
+        return _w._sl(p, pbar, self.alpha, self.beta, self.A)
 
     def extra_repr(self):
         return ", ".join(filter(None, (f"alpha={self.alpha}, beta={self.beta}, A={self.A}",
@@ -283,7 +303,7 @@ class DN(nn.Module):
         backward pass gives the designed gradient (see the class docstring)."""
         _checks.logits_and_targets(logits, targets, self.loss.check_inputs, self.loss.weight)
         t = _terms(logits, targets)
-        w, value = self.loss.example_weight(t.p, t.q), self.loss.value(t)
+        w, value = self.loss.example_weight(t.p, t.pbar), self.loss.value(t)
         if self.loss.weight is None:
             value = value / len(w)
         else:
@@ -310,9 +330,33 @@ class DMLoss(nn.Module):
     ``eps``: with ``eps=0`` this is eq. 7 exactly (magnitude ``w_i``). DM's
     weight does not vanish as p -> 1 (``w(1) = 1``), so then the push on
     examples the model already fits never stops and the logits grow without
-    bound (chapter 5 of the book measures it). The default ``1e-6`` is what
-    the authors' Caffe layer does (it divides CCE's gradient by
-    ``2 - 2p + 1e-6``): the push fades once ``1 - p`` is near ``eps``.
+    bound (chapter 5 of the book measures it). The default ``1e-6`` is the
+    authors' Caffe layer's: ``UnifiedWeightLossLayer<Dtype>::Backward_cpu``
+    divides CCE's gradient by ``2 - 2 * prob_data[...] + Dtype(1e-6)``
+    (XinshaoAmosWang/DerivativeManipulation:
+    ``DerivativeManipulation_Code/CaffeMex_UnifiedWeight_V01/src/caffe/layers/unified_weight_loss_layer.cpp``,
+    line 202, commit c53f8e7; the same file is in
+    XinshaoAmosWang/Improving-Mean-Absolute-Error-against-CCE under
+    ``IMAE_Code/``, commit 5f39760; both repositories removed it in May
+    2020). The push fades once ``1 - p`` is near ``eps``.
+
+    Where `dm` differs from the authors' code: `dm` uses eq. 12 exactly,
+    ``p^lam`` with no shift, and computes ``1 - p`` as the other classes'
+    total probability. Both of the authors' codes form ``1 - p`` by
+    subtracting the rounded softmax probability from 1 (exactly 0 in float32
+    once p rounds to 1; chapter 5 of the book). Their Caffe layer computes
+    the weight as ``2.718281828^(scale * p^lamda_p * (1 - p))`` from
+    ``(1 - prob_data[...])`` (lines 117-121 and 185-189 of the file above,
+    through the header's ``softmaxT(x, T, base) = pow(base, T * x)``) and
+    starts the batch sum of the weights at ``Dtype(1e-8)`` (line 110).
+    Their later PyTorch code divides by ``2.0 * (1.0 - p_i) + 1e-8`` and
+    takes the weight as
+    ``torch.exp(dm_beta * (1.0 - p_i) * torch.pow(p_i + 1e-8, dm_lambda))``,
+    i.e. ``(p + 1e-8)^lam`` (XinshaoAmosWang/ProSelfLC-AT:
+    ``src/proselflc/trainer/trainer_cnn_vision.py``, lines 263-280 at commit
+    363b037; also XinshaoAmosWang/DeepCriticalLearning:
+    ``src/proselflc/trainer/trainer_cnn_vision_derivedgrad.py``, lines
+    353-374 at commit 17fb603, which adds ``1e-8`` to each weight as well).
 
     Scale: the weights are normalised to sum to one over the batch (computed
     as a softmax of ``beta p^lam (1-p)``, so a large ``beta`` cannot
@@ -347,6 +391,9 @@ class DMLoss(nn.Module):
     gradient and value 0.
     """
 
+    hyperparameters = ("lam", "beta", "eps")
+    """The attributes `log_weight` and `fade` read (see `_LogitLoss.hyperparameters`)."""
+
     def __init__(self, lam: float, beta: float, eps: float = 1e-6,
                  reduction: str = "mean", check_inputs: bool = True, *, weight=None):
         super().__init__()
@@ -362,7 +409,7 @@ class DMLoss(nn.Module):
         backward pass gives the designed gradient (see the class docstring)."""
         _checks.logits_and_targets(logits, targets, self.check_inputs, self.weight)
         t = _terms(logits, targets)
-        log_w = _w._dm_log(t.p, t.q, self.lam, self.beta)
+        log_w = self.log_weight(t.p, t.pbar)
         if self.weight is None:
             normalised = torch.softmax(log_w, dim=0)
         else:
@@ -370,12 +417,18 @@ class DMLoss(nn.Module):
             # log 0 = -inf gives weight 0; if all are -inf the softmax is NaN,
             # and the mask turns it into zeros (no host sync).
             normalised = torch.where(c > 0, torch.softmax(log_w + torch.log(c), dim=0), 0.0)
-        magnitude = normalised
-        if self.eps > 0:
-            magnitude = normalised * (2 * t.q / (2 * t.q + self.eps))
-        rows = magnitude[:, None] * t.direction
+        rows = (normalised * self.fade(t.pbar))[:, None] * t.direction
         values = _DesignedGradient.apply(logits, normalised * -t.log_p, rows)
         return values.sum() if self.reduction == "mean" else values
+
+    def log_weight(self, p, pbar):
+        """log of eq. 12's weight, ``beta p^lam (1 - p)`` (`dm.weights`)."""
+        return _w._dm_log(p, pbar, self.lam, self.beta)
+
+    def fade(self, pbar):
+        """The share of the normalised weight that reaches the gradient,
+        ``2(1 - p) / (2(1 - p) + eps)``; exactly 1 where ``eps = 0``."""
+        return torch.where(torch.as_tensor(self.eps > 0), 2 * pbar / (2 * pbar + self.eps), 1.0)
 
     def extra_repr(self):
         return ", ".join(filter(None, (f"lam={self.lam}, beta={self.beta}, eps={self.eps}",

@@ -111,21 +111,38 @@ def _rate(rate) -> float:
 
 
 def symmetric(labels, rate: float, num_classes: int, seed: int, exact: bool = True):
-    """Symmetric label noise as the paper defines it: exactly
+    """Symmetric label noise at rate ``rate`` (the paper's r): exactly
     ``round(rate * N)`` labels, chosen uniformly at random without
     replacement, are each changed to one of the *other* ``num_classes - 1``
-    classes, uniformly.
+    classes, uniformly. So the realised noise rate is ``round(rate * N) / N``
+    exactly. With two classes "another class" is the opposite label.
 
-    So the realised noise rate is ``round(rate * N) / N`` exactly. Two common
-    variants differ: flipping each label independently with probability
-    ``rate`` (the authors' Matlab script; the realised rate is then only close
-    to ``rate``), and redrawing the label from *all* classes (some "flips" keep
-    the label, so the real rate is ``rate * (C - 1) / C``). With two classes
-    "another class" is the opposite label.
+    The authors' public code has both this and the ``exact=False`` variant:
 
-    ``exact=False`` gives the first variant (the authors' script): each label
-    is changed independently with probability ``rate``, to one of the other
-    classes uniformly.
+    * their PyTorch generator flips an exact count, ``int(rate * N)``, each
+      label to a uniformly drawn other class (XinshaoAmosWang/DeepCriticalLearning:
+      ``src/proselflc/slices/datain/datasets/cifar100dataset.py``, lines
+      90-110 at commit 17fb603:
+      ``self.noise_num = int(self.symmetric_noise_rate * sample_num)`` after
+      ``random.shuffle``, then ``noisy_label_options.pop(self.targets[idx])``;
+      the same in XinshaoAmosWang/ProSelfLC-AT, lines 80-100 of that file at
+      commit 363b037). ``int`` rounds down where ``round`` rounds to
+      nearest; for CIFAR's 50,000 labels at the paper's rates the two counts
+      agree.
+    * their Matlab script for the CIFAR-100 data flips each label
+      independently with probability ``rate``, to one of the other 99
+      classes uniformly (XinshaoAmosWang/DerivativeManipulation:
+      ``DerivativeManipulation_Code/CIFAR100_Data_Toolkit/train_data_preparationV2_noise_0_4.m``,
+      lines 11 and 24-28: ``rng(123)``, ``if rand() < noise_prob``, the true
+      label removed from the candidates, one drawn by ``randperm``; commit
+      baf25e4, removed in May 2020; one such file per rate, 0.2 to 0.6, and
+      the same files under ``IMAE_Code/`` in
+      XinshaoAmosWang/Improving-Mean-Absolute-Error-against-CCE). Its
+      realised rate is only close to ``rate``. ``exact=False`` gives this
+      variant (with NumPy's generator, so not the script's labels).
+
+    A third variant, common elsewhere, redraws the label from *all* classes:
+    some "flips" keep the label, so the real rate is ``rate * (C - 1) / C``.
     """
     num_classes = _num_classes(num_classes)
     rate = _rate(rate)
@@ -187,9 +204,23 @@ def asymmetric_cifar100(labels, rate: float, seed: int, exact: bool = True):
     fine labels 0-4, 5-9, ... instead; those are alphabetical, not
     superclasses.
 
-    ``exact=True`` (the default, as the authors' script does) relabels exactly
-    ``round(rate * n_c)`` examples of each chosen subclass ``c``;
-    ``exact=False`` flips each one independently with probability ``rate``.
+    ``exact=True`` (the default) relabels exactly ``round(rate * n_c)``
+    examples of each chosen subclass ``c``, as the authors' scripts do: their
+    Matlab script takes the first ``floor(noise_prob * sizeA)`` images of each
+    of the two subclasses after shuffling the training set
+    (XinshaoAmosWang/DerivativeManipulation:
+    ``DerivativeManipulation_Code/CIFAR100_Data_Toolkit/AsymmetricCIFAR100_SL_Version.m``,
+    lines 3-14 and 40-52, commit baf25e4), their PyTorch generator the first
+    ``int(rate * len(index_list))`` (XinshaoAmosWang/DeepCriticalLearning:
+    ``src/proselflc/slices/datain/datasets/cifar100dataset.py``, lines
+    130-145 at commit 17fb603); both use CIFAR-100's own coarse labels.
+    For CIFAR-100's 500 images per class and the paper's rates the three
+    counts agree.
+    ``exact=False`` flips each of those images independently with probability
+    ``rate``. (The authors' other Matlab script,
+    ``train_data_preparationV2_asymmetric.m`` beside it, flips each label with
+    probability ``rate`` to any other subclass of its superclass: a different
+    noise, not offered here.)
     """
     rate = _rate(rate)
     clean = _labels_to_numpy(labels, 100)

@@ -106,11 +106,26 @@ def resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
-def hardware(device: torch.device) -> str:
-    """The GPU's name, or the CPU and the number of torch threads."""
+def cpu_model() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` where there is one)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: torch.device = torch.device("cpu")) -> str:
+    """The GPU's name; or the CPU's model, the vector kernels torch uses on it
+    (they change a seeded run's rounding) and the number of torch threads."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return (f"CPU ({cpu_model()}, {torch.backends.cpu.get_cpu_capability()} kernels, "
+            f"{threads} thread{'s' if threads > 1 else ''})")
 
 
 def synchronize(device: torch.device) -> None:
@@ -236,18 +251,51 @@ def finish(out: Path, result: dict, model: torch.nn.Module) -> dict:
     return result
 
 
-def run_all(run: Callable, configs: dict, runs_dir, data, *, report: bool = True, **run_options) -> dict:
+def _one_thread_call(function: Callable, kwargs: dict):
+    torch.set_num_threads(1)
+    return function(**kwargs)
+
+
+def map_processes(function: Callable, calls: list, workers: int = 2) -> list:
+    """``[function(**kwargs) for kwargs in calls]``, with the calls shared out
+    to ``workers`` new ("spawn") Python processes, one torch thread each, and
+    the results in the order of ``calls``. For small CPU work, whose steps gain
+    little from a second thread and much from a second process.
+    ``function``, its arguments and its results must be picklable (a function
+    of a module, tensors, modules, dicts); a call's result does not depend on
+    which process made it. With ``workers=1``, or a single call, the calls run
+    here, one after another."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    calls = list(calls)
+    if workers == 1 or len(calls) < 2:
+        return [function(**kwargs) for kwargs in calls]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(calls)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_one_thread_call, function, kwargs) for kwargs in calls]
+        return [future.result() for future in futures]
+
+
+def run_all(run: Callable, configs: dict, runs_dir, data, *, report: bool = True, workers: int = 1,
+            **run_options) -> dict:
     """``run(config, runs_dir, data, **run_options)`` for every configuration
     of ``configs`` (any key -> config), in order: stored results load at
     once, interrupted runs resume. Returns key -> result. Prints how many
     were stored already, the session's time and, with ``report``, one line
-    per run."""
+    per run.
+
+    ``workers``: with more than one, the runs are shared out to that many
+    processes (`map_processes`). Each run writes its own folder, so they do
+    not interfere."""
     stored = sum(load_result(config, runs_dir) is not None for config in configs.values())
     print(f"{stored} of {len(configs)} runs already stored in {runs_dir}")
-    results, start = {}, time.perf_counter()
-    for key, config in configs.items():
-        results[key] = result = run(config, runs_dir, data, **run_options)
-        if report:
+    start = time.perf_counter()
+    calls = [dict(config=config, runs_dir=runs_dir, data=data, **run_options) for config in configs.values()]
+    results = dict(zip(configs, map_processes(run, calls, workers)))
+    if report:
+        for key, result in results.items():
             label = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
             print(f"{label:<28} final test accuracy {result['final_test_accuracy']:.3f} "
                   f"({result['wall_seconds'] / 60:.1f} min on {result['hardware']})")

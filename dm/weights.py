@@ -15,9 +15,10 @@ differs. Derivations: chapters 2-4 of the book.
 Every function accepts a Python float, a NumPy array (or anything
 ``numpy.asarray`` takes) or a torch tensor, and returns the same kind
 (a float, a NumPy array, a tensor of the same device and floating dtype).
-``p`` must lie in [0, 1]. The private ``_name(p, q, ...)`` forms take
-``q = 1 - p`` separately: `dm.losses` computes ``q`` from the logits, which
-stays exact as p -> 1 where ``1 - p`` computed from a rounded ``p`` does not.
+``p`` must lie in [0, 1]. The private ``_name(p, pbar, ...)`` forms take
+``pbar = 1 - p`` separately: `dm.losses` computes ``pbar`` from the logits,
+which stays exact as p -> 1 where ``1 - p`` computed from a rounded ``p`` does
+not. (``q`` is GCE's exponent throughout, as in the GCE paper.)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------
-# Formulas in (p, q = 1 - p). One place for each; the public functions and
+# Formulas in (p, pbar = 1 - p). One place for each; the public functions and
 # dm.losses both call these.
 # ----------------------------------------------------------------------------
 
@@ -44,33 +45,33 @@ def _exp(x):
     return torch.exp(x) if isinstance(x, torch.Tensor) else np.exp(x)
 
 
-def _cce(p, q):
-    return 2 * q
+def _cce(p, pbar):
+    return 2 * pbar
 
 
-def _mae(p, q):
-    return 2 * p * q
+def _mae(p, pbar):
+    return 2 * p * pbar
 
 
-def _mse(p, q):
-    return 4 * p * q ** 2
+def _mse(p, pbar):
+    return 4 * p * pbar ** 2
 
 
-def _gce(p, q, gce_q):
-    return 2 * p ** gce_q * q
+def _gce(p, pbar, q):
+    return 2 * p ** q * pbar
 
 
-def _sl(p, q, alpha, beta, A):
-    return 2 * q * (alpha - A * beta * p)
+def _sl(p, pbar, alpha, beta, A):
+    return 2 * pbar * (alpha - A * beta * p)
 
 
-def _dm_log(p, q, lam, beta):
+def _dm_log(p, pbar, lam, beta):
     """log of DM's weight, beta * p^lam * (1 - p) (exact, never overflows)."""
-    return beta * p ** lam * q
+    return beta * p ** lam * pbar
 
 
-def _dm(p, q, lam, beta):
-    return _exp(_dm_log(p, q, lam, beta))
+def _dm(p, pbar, lam, beta):
+    return _exp(_dm_log(p, pbar, lam, beta))
 
 
 # ----------------------------------------------------------------------------
@@ -151,9 +152,16 @@ def dm(p, lam, beta):
     r"""DM's weight, paper eq. 12: ``w = exp(beta * p^lam * (1 - p))``.
 
     ``lam >= 0`` sets the emphasis mode ``lam / (lam + 1)`` (the p that gets
-    the largest weight when ``beta > 0``); ``beta`` sets the spread: 0 weights
-    every example alike, large ``beta`` concentrates the weight near the mode,
-    negative ``beta`` favours the examples furthest from it."""
+    the largest weight when ``beta > 0``); ``beta`` sets the emphasis
+    variance, how much the examples' weights differ (the largest over the
+    smallest is ``exp(|beta| * max_p p^lam (1 - p))``): 0 weights every
+    example alike, a larger ``beta > 0`` favours the examples near the mode
+    more strongly. The weights are ordered by ``g(p) = p^lam (1 - p)``, not by
+    the distance from the mode: for ``beta < 0`` the smaller ``g``, the larger
+    the weight, so p = 0 and p = 1 (``g = 0``, for ``lam > 0``) weigh most and
+    the mode least; e.g. with ``lam = 0.5, beta = -8`` (mode 1/3), p = 0.9
+    gets 0.468 and p = 0 gets 1 although p = 0.9 is further from the mode.
+    Chapter 4 of the book derives all of this."""
     lam = _checks.nonnegative("lam", lam)
     beta = _checks.real("beta", beta)
     return _with_kind(_dm, p, lam, beta)
@@ -164,7 +172,7 @@ def exponential(p, beta):
     (``dm`` with ``lam = 0``). ``beta > 0`` favours hard examples,
     ``beta < 0`` easy ones."""
     beta = _checks.real("beta", beta)
-    return _with_kind(lambda p, q: _exp(beta * q), p)
+    return _with_kind(lambda p, pbar: _exp(beta * pbar), p)
 
 
 def normal(p, psi, beta):
@@ -172,7 +180,7 @@ def normal(p, psi, beta):
     Gaussian in p with mode ``psi >= 0`` (for ``beta > 0``)."""
     psi = _checks.nonnegative("psi", psi)
     beta = _checks.real("beta", beta)
-    return _with_kind(lambda p, q: _exp(-beta * p * (p - 2 * psi)), p)
+    return _with_kind(lambda p, pbar: _exp(-beta * p * (p - 2 * psi)), p)
 
 
 def beta_variant(p, alpha, eta):
@@ -181,7 +189,7 @@ def beta_variant(p, alpha, eta):
     up to constant factors that derivative normalisation removes."""
     alpha = _checks.positive("alpha", alpha)
     eta = _checks.positive("eta", eta)
-    return _with_kind(lambda p, q: p ** (alpha - 1) * q ** (eta - 1), p)
+    return _with_kind(lambda p, pbar: p ** (alpha - 1) * pbar ** (eta - 1), p)
 
 
 def emphasis_mode(lam):

@@ -115,3 +115,13 @@ def test_mode_switch(monkeypatch):
     monkeypatch.setenv("DM_MODE", "quick")
     with pytest.raises(ValueError, match="DM_MODE must be 'full' or 'smoke', got 'quick'"):
         runs.mode()
+
+
+def test_map_processes_keeps_the_order_of_the_calls():
+    from dm.stats import mean_se
+
+    calls = [dict(values=[1.0, 2.0, 3.0]), dict(values=[4.0, 6.0]), dict(values=[0.5, 0.5, 2.0])]
+    assert runs.map_processes(mean_se, calls, workers=2) == [mean_se(**c) for c in calls]
+    assert runs.map_processes(mean_se, calls, workers=1) == [mean_se(**c) for c in calls]
+    with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
+        runs.map_processes(mean_se, calls, workers=0)

@@ -22,17 +22,21 @@ def test_load_digits_splits_and_noise(noisy_digits):
     assert len(digits.load(val_fraction=0.2).y_val) == 360
 
 
-def test_eps_zero_lets_logits_grow_without_bound_and_default_eps_does_not(noisy_digits):
+def test_eps_zero_lets_logits_grow_without_bound_and_default_eps_does_not():
     # DM's weight is 1 at p = 1, so with eps = 0 (paper eq. 7 exactly) examples
     # the model already fits keep being pushed: the logits grow geometrically.
-    # The authors' eps = 1e-6 fades the push once 1 - p is near eps.
-    runs = {eps: digits.train(dm.DMLoss(0.5, 8.0, eps=eps, check_inputs=False), noisy_digits,
-                              steps=3000, lr=0.01, record_every=1500)
-            for eps in (0.0, 1e-6)}
-    exact, default = runs[0.0]["max_abs_logit"], runs[1e-6]["max_abs_logit"]
-    assert exact[-1] > 1e5 and exact[-1] > 100 * default[-1]
-    assert exact[-1] / exact[0] > 10          # still growing fast at the end
-    assert default[-1] < 1e3 and default[-1] / default[0] < 2
+    # The authors' eps = 1e-6 fades the push once 1 - p is near eps. Measured
+    # on three seeds: eps = 0 ends at 9e6 to 4e11, the default at 80 to 180,
+    # so "in every seed" holds with orders of magnitude to spare.
+    seeds = (0, 1, 2)
+    data = {seed: digits.load(noise_rate=0.4, seed=seed) for seed in seeds}
+    runs = [digits.Run(dm.DMLoss(0.5, 8.0, eps=eps, check_inputs=False), data[seed].x_train, data[seed].y_train, seed)
+            for seed in seeds for eps in (0.0, 1e-6)]
+    models = digits.train_runs(runs, steps=3000, lr=0.01)
+    for k, seed in enumerate(seeds):
+        with torch.no_grad():
+            exact, default = (float(m(data[seed].x_train).abs().max()) for m in models[2 * k:2 * k + 2])
+        assert exact > 1e5 and exact > 100 * default and default < 1e3, (seed, exact, default)
 
 
 def test_dm_and_cce_learn_clean_digits():

@@ -101,3 +101,20 @@ def test_bad_types_are_named():
         W.cce(True)
     with pytest.raises(TypeError, match="p must be real"):
         W.cce(np.array(["a"]))
+
+
+def test_one_meaning_per_symbol():
+    # pbar is 1 - p; q is GCE's exponent only (as in the GCE paper and dm.GCE(q=...)).
+    import inspect
+
+    from dm import losses as L
+
+    for f in (W._cce, W._mae, W._mse, W._gce, W._sl, W._dm_log, W._dm):
+        assert list(inspect.signature(f).parameters)[:2] == ["p", "pbar"], f.__name__
+    assert list(inspect.signature(W._gce).parameters) == ["p", "pbar", "q"]
+    assert list(inspect.signature(W.gce).parameters) == ["p", "q"]
+    assert L._Terms._fields == ("p", "pbar", "log_p", "direction")
+    for cls in (L.CCE, L.MAE, L.MSE, L.GCE, L.SL):
+        assert list(inspect.signature(cls.example_weight).parameters) == ["self", "p", "pbar"], cls.__name__
+    p = np.array([0.2, 0.7])
+    np.testing.assert_array_equal(W._gce(p, 1 - p, 0.5), W.gce(p, 0.5))

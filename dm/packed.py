@@ -1,0 +1,136 @@
+r"""Several losses at once, on the logits of K models stacked as ``[K, B, C]``.
+
+`dm.digits` trains a grid of small models side by side (their parameters
+stacked, their forward passes batched matrix products). Calling K loss modules one after another then costs
+K times each module's fixed overhead per step, which for a small network is
+most of the step. `Stacked` evaluates the K losses in one pass per kind of
+loss: the losses of one class (all `DMLoss`, all `GCE`, all ``DN(CCE)``, ...)
+are computed together, with their hyper-parameters as ``[K_g, 1]`` tensors
+that broadcast over the batch. The formulas are the modules' own
+(`dm.weights` and the classes of `dm.losses`), so model k's gradient is the
+one ``losses[k](logits[k], targets[k])`` gives, to float rounding (reductions
+over a ``[K, B]`` tensor may add in another order).
+
+Members that `Stacked` cannot vectorise (a class weight, ``reduction="none"``,
+a module from elsewhere) are called one by one, so any list of losses works.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from . import losses as _losses
+
+__all__ = ["Stacked"]
+
+
+def _vectorised(loss: nn.Module) -> bool:
+    if isinstance(loss, _losses.DN):
+        return _vectorised(loss.loss) and loss.reduction == "mean"
+    if not isinstance(loss, (_losses._LogitLoss, _losses.DMLoss)) or loss.weight is not None:
+        return False
+    return isinstance(loss, _losses.DMLoss) or loss.reduction in ("mean", "sum")
+
+
+def _group_key(loss: nn.Module):
+    if isinstance(loss, _losses.DN):
+        return (_losses.DN, type(loss.loss))
+    return (type(loss), loss.reduction)
+
+
+def _hyperparameters(modules: Sequence[nn.Module], dtype, device) -> SimpleNamespace:
+    """The modules' hyper-parameters (their class's ``hyperparameters``) as
+    ``[K_g, 1]`` tensors, as attributes of a stand-in for ``self``, so that
+    the class's own formula methods compute all K_g losses at once."""
+    return SimpleNamespace(**{
+        name: torch.tensor([getattr(m, name) for m in modules], dtype=dtype, device=device)[:, None]
+        for name in type(modules[0]).hyperparameters})
+
+
+class Stacked(nn.Module):
+    """K losses evaluated on stacked logits.
+
+    ``Stacked(losses)(logits, targets)`` with ``logits`` of shape
+    ``[K, B, C]`` and ``targets`` of shape ``[K, B]`` (or ``[B]``, shared)
+    returns a ``[K]`` tensor whose entry k is ``losses[k](logits[k],
+    targets[k])``; the backward pass of its sum gives each model its own
+    loss's designed gradient. Input checks are the members' own
+    (``check_inputs``), done once for the whole stack.
+    """
+
+    def __init__(self, losses: Sequence[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(losses)
+        for k, loss in enumerate(self.members):
+            if getattr(loss, "reduction", "mean") == "none":
+                raise ValueError(f"Stacked needs one value per model, but loss {k} ({loss}) has reduction='none'")
+        groups: dict = {}
+        for k, loss in enumerate(self.members):
+            key = _group_key(loss) if _vectorised(loss) else ("one by one", k)
+            groups.setdefault(key, []).append(k)
+        self.groups = list(groups.values())
+        self._cache: dict = {}
+        order = [k for group in self.groups for k in group]
+        self.register_buffer("_inverse", torch.argsort(torch.tensor(order, dtype=torch.long)),
+                             persistent=False)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The K losses' values ([K]) for ``logits`` [K, B, C] and ``targets``
+        [K, B] or [B]; the backward pass of their sum gives each model its own
+        designed gradient."""
+        if logits.dim() != 3 or logits.shape[0] != len(self.members):
+            raise ValueError(f"logits must have shape [K={len(self.members)}, B, C], "
+                             f"got {tuple(logits.shape)}")
+        K, B, C = logits.shape
+        if targets.shape == (B,):
+            targets = targets.expand(K, B)
+        if targets.shape != (K, B):
+            raise ValueError(f"targets must have shape [{K}, {B}] or [{B}], got {tuple(targets.shape)}")
+        check = any(getattr(m, "check_inputs", getattr(getattr(m, "loss", None), "check_inputs", False))
+                    for m in self.members)
+        _losses._checks.logits_and_targets(logits.reshape(K * B, C), targets.reshape(K * B), check)
+        values = []
+        for group in self.groups:
+            first = self.members[group[0]]
+            if not _vectorised(first):
+                (k,) = group
+                values.append(first(logits[k], targets[k]).reshape(1))
+                continue
+            index = torch.tensor(group, device=logits.device)
+            values.append(self._group(group, logits.index_select(0, index), targets.index_select(0, index)))
+        return torch.cat(values)[self._inverse]
+
+    def _stacked_hyperparameters(self, group, modules, dtype, device) -> SimpleNamespace:
+        """`_hyperparameters` of a group, made once per dtype and device
+        (the modules' hyper-parameters are read when first used)."""
+        key = (group, dtype, device)
+        if key not in self._cache:
+            self._cache[key] = _hyperparameters(modules, dtype, device)
+        return self._cache[key]
+
+    def _group(self, group, logits, targets):
+        """The values ([K_g]) of one group's losses, with their designed gradient."""
+        Kg, B, C = logits.shape
+        p, pbar, log_p, direction = (
+            x.view(Kg, B, *x.shape[1:]) for x in _losses._terms(logits.reshape(Kg * B, C), targets.reshape(Kg * B)))
+        first = self.members[group[0]]
+        wrapped = isinstance(first, _losses.DN)
+        modules = [self.members[k].loss if wrapped else self.members[k] for k in group]
+        cls, h = type(modules[0]), self._stacked_hyperparameters(tuple(group), modules, p.dtype, p.device)
+        if cls is _losses.DMLoss:  # as DMLoss.forward, normalised over each batch
+            normalised = torch.softmax(cls.log_weight(h, p, pbar), dim=1)
+            magnitude, value = normalised * cls.fade(h, pbar), (normalised * -log_p).sum(1)
+        else:
+            w = cls.example_weight(h, p, pbar)
+            value = cls.value(h, _losses._Terms(p, pbar, log_p, direction))
+            if wrapped:  # as DN.forward: the weights over their batch total, the mean value
+                magnitude, value = w / _losses._total(w, dim=1), value.mean(1)
+            elif first.reduction == "mean":
+                magnitude, value = w / B, value.mean(1)
+            else:
+                magnitude, value = w, value.sum(1)
+        return _losses._DesignedGradient.apply(logits, value, magnitude[..., None] * direction)

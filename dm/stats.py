@@ -1,0 +1,63 @@
+"""The book's rule for claims about training: a mean over seeds, and its
+standard error.
+
+A seeded training run's numbers depend on the CPU it runs on: PyTorch picks
+its kernels by the CPU's vector extensions (AVX-512, AVX2, or the scalar
+``ATEN_CPU_CAPABILITY=default``), and their rounding differs. One run's
+outcome, or "in every seed" of a few, can flip on another machine. So a
+claim about training rests on several seeds: `paired` gives the mean of the
+per-seed differences between two methods that share each seed's data,
+initialisation and batches, with its standard error, and `mean_se` the same
+for one set of numbers. `Estimate.t` is the mean in standard errors.
+
+The chapters state a difference as shown only where ``t`` is well above 2
+on the machine that built the page (about 3.5 or more), and assert
+``t > 2``, so that another CPU's rounding cannot cross the line while the
+sentence stands; a difference they call unresolved has ``|t|`` well below 2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = ["Estimate", "mean_se", "paired"]
+
+
+class Estimate(NamedTuple):
+    """A mean over ``n`` seeds and its standard error ``std(ddof=1) / sqrt(n)``."""
+    mean: float
+    se: float
+    n: int
+
+    @property
+    def t(self) -> float:
+        """The mean in standard errors (``inf`` if every seed agrees exactly
+        on a non-zero value, 0 if all are 0)."""
+        if self.se > 0:
+            return self.mean / self.se
+        return 0.0 if self.mean == 0 else math.copysign(math.inf, self.mean)
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3f} ± {self.se:.3f}"
+
+
+def mean_se(values: Sequence[float]) -> Estimate:
+    """The mean of ``values`` (one per seed) and its standard error."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"need one value per seed for at least 2 seeds, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"values must be finite, got {x.tolist()}")
+    return Estimate(float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x))), len(x))
+
+
+def paired(a: Sequence[float], b: Sequence[float]) -> Estimate:
+    """The mean of the per-seed differences ``a - b`` and its standard error:
+    ``a[i]`` and ``b[i]`` must come from the same seed."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b need one value per seed each, got shapes {a.shape} and {b.shape}")
+    return mean_se(a - b)
