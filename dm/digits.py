@@ -28,7 +28,7 @@ from torch import nn
 from . import losses, noise, packed
 from . import weights as _weights
 
-__all__ = ["Digits", "load", "mlp", "train", "HISTORY", "Setting", "Run", "train_runs", "train_many",
+__all__ = ["Digits", "load", "mlp", "fit_measures", "train", "HISTORY", "Setting", "Run", "train_runs", "train_many",
            "selection_split", "select_and_retrain", "select_and_retrain_many"]
 
 NUM_CLASSES = 10
@@ -99,7 +99,7 @@ def _batches(n: int, batch_size: int, seed: int):
         position += batch_size
 
 
-def _fit_measures(model: nn.Module, data: Digits) -> dict:
+def fit_measures(model: nn.Module, data: Digits) -> dict:
     """How the model fits the training set: the whole set against the labels
     it was trained on and against the true ones (the paper's Table 9
     "corrupted" / "intact" columns), and each part (corrupted, intact labels)
@@ -138,7 +138,7 @@ def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
     Returns the trained model and a history: at each recorded step, the
     measures named in `HISTORY`: the test and validation accuracy, the largest
     absolute logit over the training set and the fit of the training set
-    (`_fit_measures`: against the noisy and the true labels, and the shares of
+    (`fit_measures`: against the noisy and the true labels, and the shares of
     corrupted and intact labels predicted as labelled).
     """
     model = mlp(hidden, seed)
@@ -156,7 +156,7 @@ def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
                     "test_accuracy": accuracy(model, data.x_test, data.y_test),
                     "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.y_val) else float("nan"),
                     "max_abs_logit": float(model(data.x_train).abs().max()),
-                    **_fit_measures(model, data),
+                    **fit_measures(model, data),
                 }
             history["step"].append(step)
             for name in HISTORY:
@@ -322,7 +322,7 @@ def select_and_retrain_many(tasks: Mapping, methods: Mapping[str, Sequence[Setti
     Returns, per task key and method: ``candidates``, their ``val_accuracy``
     (None without selection), the ``selected`` setting, and for the retrained
     model its ``test_accuracy`` and its fit of the training set
-    (`_fit_measures`; ``train_accuracy_corrupted`` is the share of the
+    (`fit_measures`; ``train_accuracy_corrupted`` is the share of the
     corrupted labels it predicts *as labelled*, i.e. memorised noise).
     """
     methods = {name: list(candidates) for name, candidates in methods.items()}
@@ -362,7 +362,7 @@ def select_and_retrain_many(tasks: Mapping, methods: Mapping[str, Sequence[Setti
     for (key, s), model in zip(trained, train_runs(runs, **train_kwargs)):
         data = tasks[key][0]
         reports[key][s] = {"test_accuracy": accuracy(model, data.x_test, data.y_test),
-                           **_fit_measures(model, data)}
+                           **fit_measures(model, data)}
     return {
         key: {name: {"candidates": candidates,
                      "val_accuracy": [val_accuracy[key][s] for s in candidates] if len(candidates) > 1 else None,

@@ -130,9 +130,9 @@ def test_a_method_needs_a_candidate(noisy):
         digits.select_and_retrain(noisy, {"DM": []}, seed=0, **FAST)
 
 
-def test_fit_measures_split_the_training_set_by_its_corrupted_labels(noisy):
+def testfit_measures_split_the_training_set_by_its_corrupted_labels(noisy):
     model = digits.mlp(64, 0)
-    measured = digits._fit_measures(model, noisy)
+    measured = digits.fit_measures(model, noisy)
     predicted = model(noisy.x_train).argmax(1)
     corrupted = noisy.y_train != noisy.y_train_clean
     share = corrupted.float().mean().item()
