@@ -163,12 +163,17 @@ def fraction(name: str, value) -> float:
     return value
 
 
+def positive_integer(name: str, value) -> int:
+    """An int >= 1 (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def positive_integers(config, fields) -> None:
     """Each of ``config``'s ``fields`` is an int >= 1 (bools rejected)."""
     for field in fields:
-        value = getattr(config, field)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        positive_integer(field, getattr(config, field))
 
 
 def method_settings(method, methods, lam, beta, q) -> None:

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import losses, noise, packed
+from . import _checks, losses, noise, packed
 from . import weights as _weights
 
-__all__ = ["Digits", "load", "mlp", "fit_measures", "train", "HISTORY", "Setting", "Run", "train_runs", "train_many",
+__all__ = ["Digits", "load", "mlp", "fit_measures", "measure", "train", "HISTORY", "Setting", "Run", "train_runs", "train_many",
            "selection_split", "select_and_retrain", "select_and_retrain_many"]
 
 NUM_CLASSES = 10
@@ -121,6 +121,19 @@ def fit_measures(model: nn.Module, data: Digits) -> dict:
     }
 
 
+def measure(model: nn.Module, data: Digits) -> dict:
+    """The measures named in `HISTORY`: test and validation accuracy (NaN
+    without a validation split), the largest absolute logit over the training
+    set, and `fit_measures`."""
+    with torch.no_grad():
+        return {
+            "test_accuracy": accuracy(model, data.x_test, data.y_test),
+            "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.y_val) else float("nan"),
+            "max_abs_logit": float(model(data.x_train).abs().max()),
+            **fit_measures(model, data),
+        }
+
+
 HISTORY = ("test_accuracy", "val_accuracy", "max_abs_logit", "train_accuracy_noisy_labels",
            "train_accuracy_clean_labels", "train_accuracy_corrupted", "train_accuracy_intact")
 """What `train` records at each recorded step, besides the step itself."""
@@ -152,12 +165,7 @@ def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
         optimiser.step()
         if step % record_every == 0 or step == steps:
             with torch.no_grad():
-                measured = {
-                    "test_accuracy": accuracy(model, data.x_test, data.y_test),
-                    "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.y_val) else float("nan"),
-                    "max_abs_logit": float(model(data.x_train).abs().max()),
-                    **fit_measures(model, data),
-                }
+                measured = measure(model, data)
             history["step"].append(step)
             for name in HISTORY:
                 history[name].append(measured[name])
@@ -328,9 +336,7 @@ def select_and_retrain_many(tasks: Mapping, methods: Mapping[str, Sequence[Setti
     methods = {name: list(candidates) for name, candidates in methods.items()}
     if any(len(c) == 0 for c in methods.values()):
         raise ValueError("every method needs at least one candidate setting")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if workers > 1 and len(tasks) > 1:
+    if _checks.positive_integer("workers", workers) > 1 and len(tasks) > 1:
         return _in_processes(tasks, methods, val_fraction, workers, train_kwargs)
     to_select = list(dict.fromkeys(s for c in methods.values() if len(c) > 1 for s in c))
 

@@ -73,6 +73,10 @@ class Stacked(nn.Module):
             key = _group_key(loss) if _vectorised(loss) else ("one by one", k)
             groups.setdefault(key, []).append(k)
         self.groups = list(groups.values())
+        self.vectorised = [_vectorised(self.members[group[0]]) for group in self.groups]
+        # the value checks run once for the whole stack if any member asks for them
+        self.check_inputs = any(getattr(m.loss if isinstance(m, _losses.DN) else m, "check_inputs", False)
+                                for m in self.members)
         self._cache: dict = {}
         order = [k for group in self.groups for k in group]
         self.register_buffer("_inverse", torch.argsort(torch.tensor(order, dtype=torch.long)),
@@ -90,15 +94,12 @@ class Stacked(nn.Module):
             targets = targets.expand(K, B)
         if targets.shape != (K, B):
             raise ValueError(f"targets must have shape [{K}, {B}] or [{B}], got {tuple(targets.shape)}")
-        check = any(getattr(m, "check_inputs", getattr(getattr(m, "loss", None), "check_inputs", False))
-                    for m in self.members)
-        _losses._checks.logits_and_targets(logits.reshape(K * B, C), targets.reshape(K * B), check)
+        _losses._checks.logits_and_targets(logits.reshape(K * B, C), targets.reshape(K * B), self.check_inputs)
         values = []
-        for group in self.groups:
-            first = self.members[group[0]]
-            if not _vectorised(first):
+        for group, vectorised in zip(self.groups, self.vectorised):
+            if not vectorised:
                 (k,) = group
-                values.append(first(logits[k], targets[k]).reshape(1))
+                values.append(self.members[k](logits[k], targets[k]).reshape(1))
                 continue
             index = torch.tensor(group, device=logits.device)
             values.append(self._group(group, logits.index_select(0, index), targets.index_select(0, index)))

@@ -38,6 +38,8 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
+from . import _checks
+
 __all__ = [
     "seed_at", "short_hash", "method_tag", "changes_tag", "atomic_write", "load_result", "resolve_device", "hardware",
     "synchronize", "Trained", "train", "finish", "run_all", "mode", "mode_banner", "describe_runs",
@@ -265,8 +267,7 @@ def map_processes(function: Callable, calls: list, workers: int = 2) -> list:
     of a module, tensors, modules, dicts); a call's result does not depend on
     which process made it. With ``workers=1``, or a single call, the calls run
     here, one after another."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    _checks.positive_integer("workers", workers)
     calls = list(calls)
     if workers == 1 or len(calls) < 2:
         return [function(**kwargs) for kwargs in calls]

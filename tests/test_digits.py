@@ -182,3 +182,11 @@ def test_select_and_retrain_many_in_two_processes_gives_the_numbers_of_one():
     assert list(two) == list(tasks) and two == one
     with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
         digits.select_and_retrain_many(tasks, METHODS, workers=0, **FAST)
+
+
+def test_measure_is_what_train_records(noisy):
+    run = digits.train(dm.CCE(), noisy, steps=20, lr=0.05, record_every=20)
+    measured = digits.measure(run["model"], noisy)
+    assert set(measured) == set(digits.HISTORY)
+    assert all(run[name][-1] == measured[name] or (name == "val_accuracy" and np.isnan(measured[name]))
+               for name in digits.HISTORY)
