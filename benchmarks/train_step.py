@@ -2,8 +2,10 @@
 
     python benchmarks/train_step.py [--device cuda] [--steps 50] [--warmup 20] [--quick]
 
-1. One training step (forward, loss, backward, SGD step; bfloat16 autocast and
-   channels-last on CUDA, as `dm.experiments.run` does) of a CIFAR ResNet-44
+1. One training step (forward, loss, backward, SGD step; the trainer's own
+   precision, `dm.experiments.resolve_precision`: bfloat16 autocast where the
+   GPU has it natively, float16 autocast with a gradient scaler on other GPUs,
+   float32 on a CPU; channels-last with autocast, as `dm.experiments.run` does) of a CIFAR ResNet-44
    with 100 classes on a synthetic batch of 256, with ``dm.DMLoss(0.5, 8)``,
    ``dm.CCE`` and ``torch.nn.functional.cross_entropy``. Milliseconds per step
    (median of interleaved repeats) and the ratio DM/CCE.
@@ -93,19 +95,22 @@ def spread(values) -> str:
 class Step:
     """A model with its SGD optimizer (the trainer's settings) and one loss."""
 
-    def __init__(self, model, loss_fn, device, amp, memory_format, lr=0.1):
+    def __init__(self, model, loss_fn, device, precision, memory_format, lr=0.1):
         self.model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-        self.loss_fn, self.device, self.amp, self.memory_format = loss_fn, device, amp, memory_format
+        self.loss_fn, self.device, self.memory_format = loss_fn, device, memory_format
+        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     def __call__(self, x, y):
         x = x.contiguous(memory_format=self.memory_format)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, self.autocast or torch.float32, enabled=self.autocast is not None):
             logits = self.model(x)
         loss = self.loss_fn(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
 
 def synthetic_batch(batch: int, device, memory_format):
@@ -127,7 +132,7 @@ def trainer_sampler(data, args, device, runs_dir: Path, info: dict):
                                      eval_every=10**9, checkpoint_every=10**9)
 
     def run(iterations, folder):
-        result = dm.experiments.run(config(iterations), runs_dir / folder, data, device=device,
+        result = dm.experiments.run(config(iterations), runs_dir / folder, data, device=device, precision=args.precision,
                                     progress=False, eval_train=False)
         info.setdefault("results", []).append(result)
         return result["train_images_per_second"]
@@ -180,6 +185,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true",
                         help="smoke check: ResNet-8, batch 32, a few steps, 256 training images")
+    parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default=None,
+                        help="default: the trainer's choice (dm.experiments.resolve_precision)")
     parser.add_argument("--depth", type=int, help="ResNet depth (default 44; --quick: 8)")
     parser.add_argument("--batch", type=int, help="batch size (default 256; --quick: 32)")
     parser.add_argument("--warmup", type=int, help="untimed steps before timing (default: GPU 20, CPU 1)")
@@ -205,13 +212,13 @@ def main(argv=None):
         args.workers = 1 if args.quick else min(os.cpu_count() or 1, 8)
     if args.train_size < args.batch:
         parser.error(f"--train-size {args.train_size} is smaller than --batch {args.batch}")
-    amp = cuda
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    precision = dm.experiments.resolve_precision(args.precision, device)
+    memory_format = torch.channels_last if cuda and precision != "fp32" else torch.contiguous_format
     began = time.perf_counter()
 
     name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
     print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{'bfloat16 autocast + channels_last' if amp else 'float32'}")
+          f"precision {precision}{' + channels_last' if memory_format == torch.channels_last else ''}")
     if not cuda:
         print("CPU run: the targets are about a GPU. Here the network's arithmetic dominates "
               "every step, so the loader ratios come out near 1.")
@@ -227,7 +234,7 @@ def main(argv=None):
     losses = {"F.cross_entropy": F.cross_entropy,
               "dm.CCE": dm.CCE(check_inputs=False),
               "dm.DMLoss(0.5, 8)": dm.DMLoss(lam=0.5, beta=8.0, check_inputs=False)}
-    steps = {label: Step(model, loss, device, amp, memory_format) for label, loss in losses.items()}
+    steps = {label: Step(model, loss, device, precision, memory_format) for label, loss in losses.items()}
     for step in steps.values():
         timed(lambda: step(x, y), args.warmup, device)
     samples = interleaved({label: (lambda s=step: timed(lambda: s(x, y), args.steps, device) * 1e3)
@@ -249,13 +256,13 @@ def main(argv=None):
         checksums = dm.cifar.fabricate(root, DATASET, n_train=args.train_size, n_test=n_test)
         data = dm.cifar.load(DATASET, root, checksums=checksums)
         info = {}
-        bound_step = Step(model, dm.CCE(check_inputs=False), device, amp, memory_format)
+        bound_step = Step(model, dm.CCE(check_inputs=False), device, precision, memory_format)
         timed(lambda: bound_step(x, y), args.warmup, device)
         samplers = {
             "trainer": trainer_sampler(data, args, device, Path(tmp) / "runs", info),
             "bound": lambda: args.batch / timed(lambda: bound_step(x, y), args.train_steps, device),
             "plain": plain_loop_sampler(root, checksums, args,
-                                        Step(model, dm.CCE(check_inputs=False), device, amp, memory_format),
+                                        Step(model, dm.CCE(check_inputs=False), device, precision, memory_format),
                                         device),
         }
         samples = interleaved(samplers, args.repeats)

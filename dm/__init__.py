@@ -21,6 +21,8 @@
 - `dm.runs`: what the experiments share: run folders, seeding, the
   checkpointed training loop, the notebooks' `DM_MODE` switch.
 - `dm.paper`: the paper's tables (one data file) beside our results.
+- `dm.authors`: the DM authors' own run logs (Table 1 reports each run's best
+  accuracy; the betas of its DM cells).
 - `dm.digits`: a small real problem (scikit-learn's digits) for checking
   training behaviour on a CPU, with many small models trained at once.
 - `dm.stats`: the book's rule for claims about training (a mean over seeds

@@ -7,6 +7,13 @@ one ``[N, 3, 32, 32]`` uint8 tensor; `augment` (pad 4, random 32x32 crop,
 horizontal flip) and `normalize` work on whole batches there, so no per-image
 Python runs in the training loop.
 
+The DM authors' own CIFAR pipeline (their public Matlab code,
+``pre_pro_process/utils/process_imgdataint8.m``) is here too, as batched tensor
+operations: `authors_square` (crop to the content box, resize keeping the aspect
+ratio, pad with white to 36x36) runs once per data set; `authors_augment` (flip,
+random 32x32 crop), `authors_test_crop` and `normalize_authors` (BGR, mean
+subtraction only) run on batches.
+
 `fabricate` writes a tiny data set in CIFAR's official pickle layout, with
 class-dependent colours so a network can learn something from it. Tests and
 the notebooks' smoke mode load it through the same torchvision code as the
@@ -31,6 +38,7 @@ from . import noise
 __all__ = [
     "Cifar", "load", "torchvision_dataset", "default_root", "fabricate", "split_train_val",
     "augment", "normalize", "MEAN", "STD", "NUM_CLASSES",
+    "authors_square", "authors_augment", "authors_test_crop", "normalize_authors", "AUTHORS_MEAN_BGR",
 ]
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
@@ -188,6 +196,210 @@ def _statistics(name: str, device: torch.device):
         _STATISTICS[key] = tuple(torch.tensor(v, device=device).view(1, 3, 1, 1)
                                  for v in (MEAN[name], STD[name]))
     return _STATISTICS[key]
+
+
+# --- the authors' own pipeline (their Matlab code) -----------------------------
+# DerivativeManipulation_Code/*/pre_pro_process/utils/process_imgdataint8.m with
+# train.m's crop_padding = 4, force_square_size = 36, cropped_size = 32.
+
+# Subtracted from channels 1, 2, 3 *after* the RGB -> BGR reorder, i.e. from B,
+# G, R (the numbers are CIFAR's usual R, G, B means; the code applies them so).
+AUTHORS_MEAN_BGR = (125.3, 123.0, 113.9)
+_AUTHORS_SQUARE = 36          # force_square_size = 32 + 4
+_AUTHORS_CROP = 32            # cropped_size
+_AUTHORS_CHUNK = 4096         # images per batched step of authors_square (bounds memory)
+# rgb2gray's weights as Matlab's rgb2gray.m computes them (the first row of the
+# inverse NTSC matrix; documented rounded as 0.2989, 0.5870, 0.1140), times 1e15,
+# so the "gray < 250" test is exact integer arithmetic on any device.
+_GRAY_E15 = (298936021293775, 587043074451121, 114020904255103)
+
+
+def _check_images(images, what: str, size: Optional[int] = None) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"{what} must be a uint8 torch.Tensor, got {type(images).__name__}")
+    if images.dtype != torch.uint8:
+        raise ValueError(f"{what} must be a uint8 tensor, got dtype {images.dtype}")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"{what} must be [N, 3, H, W], got shape {tuple(images.shape)}")
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        raise ValueError(f"{what} must be {size}x{size} (authors_square's output), "
+                         f"got {images.shape[2]}x{images.shape[3]}")
+
+
+def _content_box(dark: torch.Tensor, length: int, margin: int):
+    """``[start, stop)`` of each row of the mask ``dark [N, length]``: the
+    Matlab box, or the whole axis where nothing is dark.
+
+    Matlab (1-based): ``lo = max(0, min(i) - m)``, ``hi = min(L, max(i) + m)``,
+    then ``imcrop(img, [lo, ., hi - lo + 1, .])``. imcrop's rectangle is in
+    spatial coordinates: it keeps pixels ``round(lo) .. round(lo + hi - lo + 1)
+    = lo .. hi + 1``, clamped to ``1 .. L`` (``lo = 0`` becomes 1). With
+    0-based ``i0 = i - 1`` that is ``max(1, min(i0) + 1 - m) .. min(L, max(i0)
+    + m + 2)`` 1-based inclusive, i.e. 0-based end-exclusive
+    ``[max(0, min(i0) - m), min(L, max(i0) + m + 2))``: one more pixel after
+    the box than before it."""
+    found = dark.any(1)
+    first = dark.to(torch.uint8).argmax(1)                       # the first True
+    last = length - 1 - dark.flip(1).to(torch.uint8).argmax(1)   # the last True
+    start = torch.where(found, (first - margin).clamp(min=0), torch.zeros_like(first))
+    stop = torch.where(found, (last + margin + 2).clamp(max=length), torch.full_like(last, length))
+    return start, stop
+
+
+def _cubic(x: torch.Tensor, a: float) -> torch.Tensor:
+    """Keys' cubic convolution kernel with parameter ``a`` (Matlab's imresize:
+    -0.5; torch's bicubic: -0.75)."""
+    x = x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _resize_matrix(start, stop, long, size: int, length: int, a: float, dtype):
+    """Along one axis of ``length`` pixels, for each box ``[start, stop)``:
+    the ``[size, length]`` matrix of imresize's bicubic resize of the box by
+    ``size / long``, the picture put ``floor(missing / 2)`` positions in, and
+    a ``[size]`` mask of the positions on the picture (the others are white
+    padding; their rows of the matrix are 0)."""
+    device = start.device
+    extent = stop - start
+    out_len = (size * extent + long - 1) // long         # imresize: ceil(size * extent / long)
+    offset = (size - out_len) // 2                       # padarray 'pre': floor(missing / 2)
+    j = torch.arange(size, device=device).view(1, size) - offset[:, None]
+    inside = (j >= 0) & (j < out_len[:, None])
+    # imresize's inverse map, pixel centres, 0-based, relative to the box:
+    # u = (j + 1/2) / scale - 1/2 with the one scale size / long on both axes.
+    u = (j.to(dtype) + 0.5) * long[:, None].to(dtype) / size - 0.5
+    taps = u.floor()[..., None] + torch.arange(-1, 3, device=device, dtype=dtype)  # [U, size, 4]
+    weights = _cubic(u[..., None] - taps, a)
+    weights = weights / weights.sum(-1, keepdim=True)
+    weights = torch.where(inside[..., None], weights, torch.zeros_like(weights))
+    # Taps clamped into the box: its edge pixels are replicated, as imresize
+    # does (no pixel outside the box is ever read).
+    index = torch.minimum(taps.long().clamp(min=0), (extent - 1)[:, None, None]) + start[:, None, None]
+    matrix = torch.zeros((start.shape[0], size, length), dtype=dtype, device=device)
+    return matrix.scatter_add_(2, index, weights), inside
+
+
+def _square_chunk(images: torch.Tensor, size: int, margin: int, white_threshold: int,
+                  a: float) -> torch.Tensor:
+    n, _, h, w = images.shape
+    # 1e15 x rgb2gray before its rounding, exact in int64.
+    gray = images[:, 0].long() * _GRAY_E15[0]
+    gray.add_(images[:, 1].long(), alpha=_GRAY_E15[1]).add_(images[:, 2].long(), alpha=_GRAY_E15[2])
+    # rgb2gray rounds to uint8, halves up: round(g) < t  <=>  g < t - 1/2.
+    dark = gray < (2 * white_threshold - 1) * 5 * 10 ** 14
+    top, bottom = _content_box(dark.any(2), h, margin)
+    left, right = _content_box(dark.any(1), w, margin)
+    # Images with the same box share its resize matrices: built once per box
+    # (a box as one integer key; torch.unique over rows would copy row by row).
+    key = ((top * (h + 1) + bottom) * (w + 1) + left) * (w + 1) + right
+    key, which = torch.unique(key, return_inverse=True)
+    key, right = key.div(w + 1, rounding_mode="floor"), key % (w + 1)
+    key, left = key.div(w + 1, rounding_mode="floor"), key % (w + 1)
+    top, bottom = key.div(h + 1, rounding_mode="floor"), key % (h + 1)
+    long = torch.maximum(bottom - top, right - left)
+    # float64 (float32 on MPS, which lacks it): no TF32/bf16 matmul setting can round it.
+    dtype = torch.float32 if images.device.type == "mps" else torch.float64
+    along_rows, rows_in = _resize_matrix(top, bottom, long, size, h, a, dtype)   # [U, size, H]
+    along_cols, cols_in = _resize_matrix(left, right, long, size, w, a, dtype)   # [U, size, W]
+    # Separable: rows first (imresize's order for equal scales), then columns,
+    # as two batched matrix products with the channels folded in (no copies).
+    x = images.permute(0, 2, 1, 3).reshape(n, h, 3 * w).to(dtype)             # [N, H, (3, W)]
+    x = torch.bmm(along_rows[which], x).view(n, size * 3, w)                     # [N, (size, 3), W]
+    x = torch.bmm(x, along_cols[which].transpose(1, 2)).view(n, size, 3, size)  # [N, size, 3, size]
+    picture = (rows_in[:, :, None, None] & cols_in[:, None, None, :])[which]   # [N, size, 1, size]
+    x = x.masked_fill_(~picture, 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 1, 3)                                                  # [N, 3, size, size]
+
+
+def authors_square(images: torch.Tensor, *, size: int = _AUTHORS_SQUARE, margin: int = 4,
+                   white_threshold: int = 250) -> torch.Tensor:
+    """The authors' deterministic steps, uint8 ``[N, 3, H, W]`` -> uint8
+    ``[N, 3, size, size]``, on the images' device, batched (``_AUTHORS_CHUNK``
+    images per step).
+
+    Per image: the content box is the pixels whose ``rgb2gray`` (Matlab's
+    0.298936 R + 0.587043 G + 0.114021 B, rounded to uint8; exact integer
+    arithmetic) is below ``white_threshold``, widened by
+    ``margin`` (0-based, end-exclusive: rows ``[max(0, rmin - margin),
+    min(H, rmax + margin + 2))``, likewise columns: imcrop keeps one extra pixel
+    on the right and bottom; see `_content_box`); the whole image if no pixel
+    is below the threshold (Matlab would fail). The box is resized with
+    imresize's bicubic (Keys ``a = -0.5``, pixel-centre mapping, one scale
+    ``size / long side`` on both axes, edge pixels of the box replicated, no
+    antialiasing as the scale is above 1) so its long side is ``size`` and its
+    short side ``ceil(short * size / long)`` (Matlab's rounding), then padded
+    with 255 to ``size``: ``floor(missing / 2)`` before, the rest after.
+
+    Unlike Matlab, which keeps the resized picture in single precision, the
+    result is rounded and clamped to 0..255 (at most half a grey level, plus
+    bicubic overshoot at sharp edges). Images larger than ``size`` (which
+    imresize would antialias) are refused."""
+    _check_images(images, "images")
+    n, _, h, w = images.shape
+    if size < 1 or margin < 0:
+        raise ValueError(f"size must be positive and margin non-negative, "
+                         f"got size={size!r}, margin={margin!r}")
+    if max(h, w) > size:
+        raise ValueError(f"images must be at most {size}x{size} (no antialiasing), got {h}x{w}")
+    out = torch.empty((n, 3, size, size), dtype=torch.uint8, device=images.device)
+    for start in range(0, n, _AUTHORS_CHUNK):
+        stop = min(n, start + _AUTHORS_CHUNK)
+        out[start:stop] = _square_chunk(images[start:stop], size, margin, white_threshold, -0.5)
+    return out
+
+
+def authors_augment(squares: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The authors' training step on `authors_square` output, uint8
+    ``[B, 3, 36, 36]`` -> ``[B, 3, 32, 32]``: flip horizontally with
+    probability 1/2, *then* crop the 32x32 window at 0-based offsets ``dy, dx``
+    uniform in {0, 1, 2, 3} (Matlab's ``ceil(rand * (36 - 32))``, 1..4), each
+    image its own flip and offsets drawn from ``generator`` on the squares'
+    device. One gather."""
+    _check_images(squares, "squares", _AUTHORS_SQUARE)
+    b, device = squares.shape[0], squares.device
+    s, c = _AUTHORS_SQUARE, _AUTHORS_CROP
+    mirrored = torch.rand((b, 1, 1), device=device, generator=generator) < 0.5
+    dy = torch.randint(0, s - c, (b, 1, 1), device=device, generator=generator)
+    dx = torch.randint(0, s - c, (b, 1, 1), device=device, generator=generator)
+    rows = dy + torch.arange(c, device=device).view(1, c, 1)              # [B, 32, 1]
+    cols = dx + torch.arange(c, device=device).view(1, 1, c)              # [B, 1, 32]
+    cols = torch.where(mirrored, (s - 1) - cols, cols)    # column dx + j of the flipped square
+    batch = torch.arange(b, device=device).view(b, 1, 1)
+    return squares.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def authors_test_crop(squares: torch.Tensor) -> torch.Tensor:
+    """The authors' test crop, uint8 ``[N, 3, 36, 36]`` -> ``[N, 3, 32, 32]``:
+    the window at 0-based offset 1 in each axis (img_center_crop's
+    ``ceil(0.5 * (36 - 32)) = 2``, 1-based), one pixel off the exact centre."""
+    _check_images(squares, "squares", _AUTHORS_SQUARE)
+    offset = 1                     # img_center_crop: ceil(0.5 * (36 - 32)) = 2, 1-based
+    return squares[:, :, offset:offset + _AUTHORS_CROP, offset:offset + _AUTHORS_CROP].contiguous()
+
+
+def normalize_authors(images: torch.Tensor) -> torch.Tensor:
+    """The authors' normalisation, uint8 ``[B, 3, H, W]`` (RGB) -> float32
+    ``[B, 3, H, W]`` in BGR order minus `AUTHORS_MEAN_BGR` (125.3 from B,
+    123.0 from G, 113.9 from R); no scaling to [0, 1], no division by a
+    standard deviation (values in [-125.3, 141.1]). Matlab's following
+    ``permute(img, [2, 1, 3])`` only turns its column-major array into Caffe's
+    row-major blob; it does not transpose the picture, so it has no
+    counterpart here."""
+    _check_images(images, "images")
+    return images.flip(1).float() - _authors_mean(images.device)
+
+
+_AUTHORS_MEAN: dict = {}
+
+
+def _authors_mean(device: torch.device) -> torch.Tensor:
+    # Built once per device, like _statistics.
+    key = str(device)
+    if key not in _AUTHORS_MEAN:
+        _AUTHORS_MEAN[key] = torch.tensor(AUTHORS_MEAN_BGR, device=device).view(1, 3, 1, 1)
+    return _AUTHORS_MEAN[key]
 
 
 # --- a tiny data set in the official format -----------------------------------

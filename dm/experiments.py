@@ -10,7 +10,8 @@ uninterrupted run (bitwise on a CPU; on a GPU up to cuDNN's nondeterminism).
 The training loop follows the fast-CIFAR pattern: the training set lives on
 the device as one uint8 tensor; each batch is an index into it; augmentation
 (`dm.cifar.augment`) and normalisation run on the whole batch on the device;
-bfloat16 autocast and channels-last memory on CUDA; optional
+autocast on CUDA (bfloat16 where the GPU has it natively, float16 with a
+gradient scaler elsewhere, `resolve_precision`) with channels-last memory; optional
 ``torch.compile``. The loss always sees float32 logits. Nothing in the loop
 reads a value back to the host except at evaluation points.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import sys
 import tempfile
@@ -41,13 +43,15 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-from . import _checks, cifar, losses, noise, runs
+from . import _checks, authors, cifar, losses, noise, runs
 from .runs import describe_runs, load_result, mode, mode_banner
-from .resnet import depth_of, resnet
+from .resnet import BATCHNORMS, INITS, depth_of, resnet
 
 __all__ = [
-    "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "TABLE1_ROWS",
-    "table1_config", "make_loss", "lr_at", "run", "load_result", "select_on_validation",
+    "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "AUTHORS_CIFAR100",
+    "AUTHORS_CIFAR10_RESNET56", "PRESETS", "AUTHORS_SOURCES", "preset", "preset_differences",
+    "preset_differences_markdown", "PRECISIONS", "resolve_precision", "estimate_seconds", "estimate_selection",
+    "TABLE1_ROWS", "TABLE1_DM_BETA", "table1_config", "make_loss", "lr_at", "run", "load_result", "select_on_validation",
     "smoke_config", "mode", "notebook_setup", "NotebookSetup", "run_all", "mode_banner", "describe_runs",
     "main",
 ]
@@ -56,18 +60,30 @@ __all__ = [
 METHODS = losses.METHODS
 NOISE_KINDS = ("symmetric", "asymmetric")
 SAMPLERS = ("uniform", "classes")
+AUGMENTS = ("pad4", "authors")
 IMAGES_PER_CLASS = 8  # the "classes" sampler's K: 256 = 32 classes x 8 images
+PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything that determines a run's numbers. Defaults: the paper's
-    CIFAR-100 setting (Table 1; SGD, momentum 0.9, weight decay 1e-4, batch
-    256, 30k iterations, lr 0.1 divided by 10 at 15k and 22k; ResNet-44)."""
+    CIFAR-100 setting as its text gives it (Table 1; SGD, momentum 0.9,
+    weight decay 1e-4, batch 256, 30k iterations, lr 0.1 divided by 10 at
+    15k and 22k; ResNet-44; pad-4 augmentation). `AUTHORS_CIFAR100` holds
+    the settings of the authors' code instead (`AUTHORS_SOURCES`).
+
+    ``noise_seed`` seeds the label corruption (and the validation split)
+    alone; ``seed`` seeds the initialisation, the batches and the
+    augmentation. Runs with different ``seed`` and one ``noise_seed`` train
+    on one noisy training set, as a table of several trials needs."""
 
     dataset: str = "cifar100"           # "cifar10" or "cifar100"
     model: str = "resnet44"             # "resnet<depth>", depth in dm.resnet.DEPTHS
     shortcut: str = "A"                 # "A": He et al.'s zero padding; "B": projection (authors' Caffe net)
+    init: str = "kaiming_fan_out"       # "msra": Caffe's msra filler (fan-in), authors' net (dm.resnet)
+    batchnorm: str = "torch"            # "caffe": Caffe's normalised moving average, fraction 0.999
+    bias_lr_mult: float = 1.0           # learning-rate multiple of the last layer's bias (Caffe net: 2)
     method: str = "CCE"                 # one of METHODS
     lam: float = 0.0                    # DM's lambda (method "DM" only)
     beta: float = 0.0                   # DM's beta (method "DM" only)
@@ -83,8 +99,10 @@ class Config:
     momentum: float = 0.9
     weight_decay: float = 1e-4          # paper's text; the authors' solver files use 5e-4
     sampler: str = "uniform"            # "uniform" (paper) or "classes" (authors' code: 8 images per class)
+    augment: str = "pad4"               # "pad4" (paper's text) or "authors" (their Matlab pipeline, dm.cifar)
     val_fraction: float = 0.0           # 0.2: the paper's 80 % noisy train / 20 % clean validation split
-    seed: int = 123                     # the authors' seed
+    noise_seed: int = 123               # seeds the noisy labels and the split; the authors' value
+    seed: int = 123                     # seeds initialisation, batches, augmentation; the authors' value
     eval_every: int = 1000              # the authors log test accuracy every 1000 iterations
     checkpoint_every: int = 1000
 
@@ -94,6 +112,13 @@ class Config:
         depth_of(self.model)  # raises on a bad name
         if self.shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.batchnorm not in BATCHNORMS:
+            raise ValueError(f"batchnorm must be one of {BATCHNORMS}, got {self.batchnorm!r}")
+        _checks.positive("bias_lr_mult", self.bias_lr_mult)
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
         _checks.method_settings(self.method, METHODS, self.lam, self.beta, self.gce_q)
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
@@ -105,19 +130,28 @@ class Config:
                              f"got {self.batch_size}")
         _checks.fraction("val_fraction", self.val_fraction)
         _checks.positive_integers(self, ("iterations", "batch_size", "eval_every", "checkpoint_every"))
+        for name in ("seed", "noise_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         _checks.positive("lr", self.lr)
         _checks.nonnegative("momentum", self.momentum)
         _checks.nonnegative("weight_decay", self.weight_decay)
         object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
 
     def name(self) -> str:
-        """A readable, unique folder name for the run."""
+        """A readable, unique folder name for the run: data set, model, noise,
+        method, the preset it differs least from ("authors" for the authors'
+        code settings), a hash of any other change, then both seeds."""
         noise_tag = "clean" if self.noise_rate == 0 else f"{self.noise[:3]}{self.noise_rate:g}"
-        named = Config(dataset=self.dataset, model=self.model, method=self.method,
-                       lam=self.lam, beta=self.beta, gce_q=self.gce_q,
-                       noise=self.noise, noise_rate=self.noise_rate, seed=self.seed)
-        return "_".join([self.dataset, self.model, noise_tag, runs.method_tag(self),
-                         *runs.changes_tag(self, named), f"seed{self.seed}"])
+        shown = dict(dataset=self.dataset, model=self.model, method=self.method, lam=self.lam,
+                     beta=self.beta, gce_q=self.gce_q, noise=self.noise, noise_rate=self.noise_rate,
+                     noise_seed=self.noise_seed, seed=self.seed)
+        paper = Config(**shown)
+        authors_code = dataclasses.replace(_AUTHORS_CODE[self.dataset], **shown)
+        preset_tag, named = (["authors"], authors_code) if self.augment == "authors" else ([], paper)
+        return "_".join([self.dataset, self.model, noise_tag, runs.method_tag(self), *preset_tag,
+                         *runs.changes_tag(self, named), f"noiseseed{self.noise_seed}", f"seed{self.seed}"])
 
 
 # The paper's two CIFAR settings. CIFAR-10 with ResNet-56 (Table 9, Figure 2):
@@ -125,9 +159,73 @@ class Config:
 PAPER_CIFAR100 = Config()
 PAPER_CIFAR10_RESNET56 = Config(dataset="cifar10", model="resnet56")
 
-# Table 1's rows as method settings. DM's beta per column: where the authors'
-# public run folders (github.com/XinshaoAmosWang/DerivativeManipulation,
-# CIFAR100_ResNet44_V03_*) show it, that value; otherwise a guess, marked so.
+# The authors' code settings (github.com/XinshaoAmosWang/DerivativeManipulation),
+# where they differ from the paper's text; each field's source file is in
+# AUTHORS_SOURCES. The schedule, optimiser, batch size and seed agree with the text.
+AUTHORS_CIFAR100 = Config(weight_decay=5e-4, sampler="classes", augment="authors", shortcut="B",
+                          init="msra", batchnorm="caffe", bias_lr_mult=2.0)
+# The authors published no CIFAR-10 code. Their CIFAR-100 settings carry over,
+# except the sampler: 32 classes per batch cannot be drawn from 10, so batches
+# are uniform (a guess, stated in AUTHORS_SOURCES).
+AUTHORS_CIFAR10_RESNET56 = dataclasses.replace(AUTHORS_CIFAR100, dataset="cifar10", model="resnet56",
+                                               sampler="uniform")
+_AUTHORS_CODE = {"cifar100": AUTHORS_CIFAR100, "cifar10": AUTHORS_CIFAR10_RESNET56}
+PRESETS = {
+    ("paper", "cifar100"): PAPER_CIFAR100, ("paper", "cifar10"): PAPER_CIFAR10_RESNET56,
+    ("authors", "cifar100"): AUTHORS_CIFAR100, ("authors", "cifar10"): AUTHORS_CIFAR10_RESNET56,
+}
+
+_RUN = "DerivativeManipulation_Code/CIFAR100_ResNet44_V03_lambda0_5/"
+AUTHORS_SOURCES = {
+    "weight_decay": _RUN + "Res44_USW_Beta08_lambda1/solver.prototxt (weight_decay: 0.0005; "
+                    "every run folder's solver says so)",
+    "sampler": _RUN + "train_Res44_USW_Beta08_lambda1_0.4/train.m (id_num 32, image_per_id 8, "
+               "randperm(class_num, valid_num) every epoch) and pre_pro_process/utils/"
+               "get_train_minibatch_v01.m (randperm(len, image_per_id)); CIFAR-10: guessed, uniform, "
+               "since 32 classes per batch cannot be drawn from 10",
+    "augment": _RUN + "pre_pro_process/utils/process_imgdataint8.m, img_random_crop.m, "
+               "img_center_crop.m; train.m (crop_padding 4, force_square_size 36, cropped_size 32)",
+    "shortcut": _RUN + "Res44_USW_Beta08_lambda1/train.prototxt (a 1x1 stride-2 convolution, "
+                "batch norm and scale where a stage halves the resolution)",
+    "init": _RUN + "Res44_USW_Beta08_lambda1/train.prototxt (weight_filler msra on every "
+            "convolution and the inner product; bias_filler constant 0)",
+    "batchnorm": _RUN + "Res44_USW_Beta08_lambda1/train.prototxt (BatchNorm layers with no "
+                 "batch_norm_param: Caffe's default moving_average_fraction 0.999)",
+    "bias_lr_mult": _RUN + "Res44_USW_Beta08_lambda1/train.prototxt (the inner product's bias: "
+                    "lr_mult 2, decay_mult 1; the convolutions' biases, lr_mult 2, cancel in "
+                    "the batch norm that follows each, so they are left out)",
+}
+
+
+def preset(name: str, dataset: str = "cifar100") -> Config:
+    """The preset ``name`` ("paper": the paper's text, `PAPER_CIFAR100` /
+    `PAPER_CIFAR10_RESNET56`; "authors": their code, `AUTHORS_CIFAR100` /
+    `AUTHORS_CIFAR10_RESNET56`) of ``dataset``."""
+    if (name, dataset) not in PRESETS:
+        raise ValueError(f"preset must be 'paper' or 'authors' and dataset 'cifar10' or 'cifar100', "
+                         f"got {name!r}, {dataset!r}")
+    return PRESETS[(name, dataset)]
+
+
+def preset_differences(dataset: str = "cifar100") -> list:
+    """``[(field, paper value, authors value, source)]`` for every field in
+    which the two presets of ``dataset`` differ."""
+    paper, code = preset("paper", dataset), preset("authors", dataset)
+    return [(f.name, getattr(paper, f.name), getattr(code, f.name), AUTHORS_SOURCES[f.name])
+            for f in dataclasses.fields(Config) if getattr(paper, f.name) != getattr(code, f.name)]
+
+
+def preset_differences_markdown(dataset: str = "cifar100") -> str:
+    """`preset_differences` as a Markdown table."""
+    lines = ["| `Config` field | paper's text | authors' code | source (in the authors' repository) |",
+             "| :--- | :--- | :--- | :--- |"]
+    lines += [f"| `{field}` | `{paper!r}` | `{code!r}` | {source} |"
+              for field, paper, code, source in preset_differences(dataset)]
+    return "\n".join(lines)
+
+# Table 1's rows as method settings. DM's beta per column: the beta of the
+# authors' run folder whose best accuracy is the paper's cell (dm.authors);
+# the asymmetric columns have no published run, so their beta is a guess.
 TABLE1_ROWS = {
     "CCE": {"method": "CCE"}, "GCE": {"method": "GCE"},
     "MAE": {"method": "MAE"}, "MSE": {"method": "MSE"},
@@ -138,18 +236,23 @@ TABLE1_ROWS = {
     "DM (lambda = 0.5)": {"method": "DM", "lam": 0.5},
     "DM (lambda = 1)": {"method": "DM", "lam": 1.0},
 }
-# (lambda, column key) -> (beta, source). Columns as in dm/data/paper_tables.json.
-TABLE1_DM_BETA = {
-    **{(0.0, c): (1.0, "authors' run folder") for c in ("s0.2", "s0.4", "s0.6")},
-    (0.0, "clean"): (2.0, "authors' run folder"),
-    (0.5, "clean"): (6.0, "authors' run folder"), (0.5, "s0.2"): (6.0, "authors' run folder"),
-    (0.5, "s0.4"): (8.0, "authors' run folder"), (0.5, "s0.6"): (8.0, "authors' run folder"),
-    **{(0.0, c): (1.0, "guessed") for c in ("a0.2", "a0.3", "a0.4")},
-    **{(0.5, c): (6.0, "guessed") for c in ("a0.2", "a0.3", "a0.4")},
-    (1.0, "clean"): (8.0, "guessed"), (1.0, "s0.2"): (8.0, "guessed"),
-    (1.0, "s0.4"): (12.0, "guessed"), (1.0, "s0.6"): (12.0, "guessed"),
-    **{(1.0, c): (8.0, "guessed") for c in ("a0.2", "a0.3", "a0.4")},
-}
+GUESSED = ("guessed: the authors published no asymmetric-noise run (searched every commit of their "
+           "repositories); the beta of their s0.2 run with this lambda")
+
+
+def _table1_dm_beta() -> dict:
+    # (lambda, column key) -> (beta, source): the source is the run folder's
+    # path in the authors' repository, or GUESSED. Columns as in dm/data/paper_tables.json.
+    table = {}
+    for lam in (0.0, 0.5, 1.0):
+        for key in ("clean", "s0.2", "s0.4", "s0.6"):
+            table[(lam, key)] = authors.table1_beta(lam, key)
+        for key in ("a0.2", "a0.3", "a0.4"):
+            table[(lam, key)] = (table[(lam, "s0.2")][0], GUESSED)
+    return table
+
+
+TABLE1_DM_BETA = _table1_dm_beta()
 
 
 def table1_config(row: str, column: dict, base: Config = PAPER_CIFAR100):
@@ -157,7 +260,8 @@ def table1_config(row: str, column: dict, base: Config = PAPER_CIFAR100):
 
     ``column`` is one of the paper table's column records (``{"key": "s0.4",
     "noise": "symmetric", "rate": 0.4}``). Returns ``(config, beta_source)``;
-    ``beta_source`` is None for non-DM rows and for "DM (beta = 0)"."""
+    ``beta_source`` (the authors' run folder, or `GUESSED`) is None for
+    non-DM rows and for "DM (beta = 0)"."""
     if row not in TABLE1_ROWS:
         raise ValueError(f"row must be one of {list(TABLE1_ROWS)}, got {row!r}")
     settings, source = dict(TABLE1_ROWS[row]), None
@@ -199,14 +303,75 @@ _mode_from_environment = mode  # for functions whose argument is called `mode`
 # --- the run ------------------------------------------------------------------
 
 def _noisy_labels(config: Config, clean: np.ndarray) -> np.ndarray:
-    # Seeded from the run's seed, so every method sees the same corrupted labels.
+    # Seeded from noise_seed alone: every method and every training seed sees
+    # the same corrupted labels.
     if config.noise_rate == 0:
         return clean.copy()
     if config.noise == "symmetric":
-        return noise.symmetric(clean, config.noise_rate, cifar.NUM_CLASSES[config.dataset], config.seed,
-                               exact=config.noise_exact)
+        return noise.symmetric(clean, config.noise_rate, cifar.NUM_CLASSES[config.dataset],
+                               config.noise_seed, exact=config.noise_exact)
     rule = noise.asymmetric_cifar10 if config.dataset == "cifar10" else noise.asymmetric_cifar100
-    return rule(clean, config.noise_rate, config.seed, exact=config.noise_exact)
+    return rule(clean, config.noise_rate, config.noise_seed, exact=config.noise_exact)
+
+
+def training_labels(config: Config, data: cifar.Cifar):
+    """``(train indices, val indices, clean labels, noisy labels)`` of
+    ``config``'s training set: the split and the corruption, both seeded by
+    ``config.noise_seed`` only."""
+    train_idx, val_idx = cifar.split_train_val(data.y_train, config.val_fraction, config.noise_seed)
+    clean = data.y_train[train_idx]
+    return train_idx, val_idx, clean, _noisy_labels(config, clean)
+
+
+def labels_sha256(labels: np.ndarray) -> str:
+    """SHA-256 of labels as little-endian int64: two machines that print the
+    same digest trained on the same corruption."""
+    return hashlib.sha256(np.ascontiguousarray(labels, dtype="<i8").tobytes()).hexdigest()
+
+
+def resolve_precision(precision: Optional[str], device: torch.device) -> str:
+    """The training precision: ``precision`` if given, else bfloat16
+    autocast on a CUDA GPU with native bfloat16 (A100, H100, ...), float16
+    autocast with a gradient scaler on one without (Colab's T4, a V100), and
+    float32 on a CPU."""
+    if precision is None:
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
+    return precision
+
+
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _Inputs:
+    """The training and test-time input pipelines of a config, on the device:
+    pad-4 augmentation and per-channel standardisation (the paper's text), or
+    the authors' squares (`dm.cifar.authors_square`, made once), flip and
+    crop, and mean subtraction."""
+
+    def __init__(self, config: Config, memory_format):
+        self.config, self.memory_format = config, memory_format
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """What the data set is kept as on the device (once per run)."""
+        return cifar.authors_square(images) if self.config.augment == "authors" else images
+
+    def train(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.config.augment == "authors":
+            x = cifar.normalize_authors(cifar.authors_augment(images, generator))
+        else:
+            x = cifar.normalize(cifar.augment(images, generator), self.config.dataset)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def test(self, images: torch.Tensor) -> torch.Tensor:
+        if self.config.augment == "authors":
+            x = cifar.normalize_authors(cifar.authors_test_crop(images))
+        else:
+            x = cifar.normalize(images, self.config.dataset)
+        return x.contiguous(memory_format=self.memory_format)
 
 
 # What `run` records on the training set at each evaluation (``eval_train``).
@@ -218,9 +383,9 @@ _TRAIN_MEASURES = ("train_accuracy_noisy_labels", "train_accuracy_clean_labels",
 class _Evaluator:
     """Accuracy and mean p of the labelled class, without augmentation."""
 
-    def __init__(self, model, dataset: str, device, amp: bool, memory_format, batch_size=1000):
-        self.model, self.dataset, self.device = model, dataset, device
-        self.amp, self.memory_format, self.batch_size = amp, memory_format, batch_size
+    def __init__(self, model, inputs: _Inputs, device, precision: str, batch_size=1000):
+        self.model, self.inputs, self.device = model, inputs, device
+        self.precision, self.batch_size = precision, batch_size
 
     @torch.no_grad()
     def predictions(self, images: torch.Tensor, labels: torch.Tensor):
@@ -229,9 +394,9 @@ class _Evaluator:
         self.model.eval()
         predicted, p = [], []
         for start in range(0, len(labels), self.batch_size):
-            x = cifar.normalize(images[start:start + self.batch_size], self.dataset)
-            x = x.contiguous(memory_format=self.memory_format)
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+            x = self.inputs.test(images[start:start + self.batch_size])
+            with torch.autocast(self.device.type, _AUTOCAST.get(self.precision, torch.float32),
+                                enabled=self.precision in _AUTOCAST):
                 logits = self.model(x).float()
             y = labels[start:start + self.batch_size]
             predicted.append(logits.argmax(1))
@@ -240,25 +405,76 @@ class _Evaluator:
         return torch.cat(predicted), torch.cat(p)
 
 
+def _class_batches(y_train: torch.Tensor, num_classes: int, batch_size: int, device):
+    """The "classes" sampler, as the authors' Matlab code draws batches
+    (``train.m``, ``get_train_minibatch_v01.m``): P = batch / 8 classes of 8
+    images each, by the (noisy) labels. The classes present are walked in
+    windows of P through a permutation of ``floor(C / P) * P`` of them (for
+    CIFAR-100 ``randperm(100, 96)``: three batches, then a new permutation),
+    so each class comes once per window sweep; the 8 images of a class are
+    drawn without replacement (a class with fewer than 8 cycles through a
+    random order of them, as ``mod(randperm(8), len) + 1`` does). Returns
+    ``draw(it, generator)`` -> image indices; the permutation of sweep ``e``
+    comes from a generator seeded by ``seed_at(seed, e, stream=1)``, the
+    images from ``generator``. (Their loop draws its very first window twice,
+    an off-by-one at the first step that is not reproduced.)"""
+    by_class = torch.argsort(y_train, stable=True)
+    counts = torch.bincount(y_train, minlength=num_classes)
+    starts = torch.cumsum(counts, 0) - counts
+    present = torch.nonzero(counts).flatten()
+    per_batch = batch_size // IMAGES_PER_CLASS
+    if len(present) < per_batch:
+        raise ValueError(f"sampler 'classes' needs {per_batch} classes, the labels have {len(present)}")
+    windows = len(present) // per_batch       # batches per sweep
+    largest = max(int(counts.max()), IMAGES_PER_CLASS)
+    columns = torch.arange(largest, device=device)
+    sweep = {"index": -1, "classes": None}
+
+    def draw(it: int, seed: int, generator: torch.Generator) -> torch.Tensor:
+        index, window = divmod(it, windows)
+        if index != sweep["index"]:
+            order = torch.Generator().manual_seed(runs.seed_at(seed, index, stream=1))
+            chosen = torch.randperm(len(present), generator=order)[:windows * per_batch]
+            sweep["index"], sweep["classes"] = index, present[chosen.to(device)]
+        classes = sweep["classes"][window * per_batch:(window + 1) * per_batch]
+        n = counts[classes][:, None]                                          # [P, 1]
+        # Without replacement: the 8 smallest of uniform keys over each class's images.
+        keys = torch.rand((per_batch, largest), device=device, generator=generator)
+        keys = torch.where(columns[None, :] < n, keys, 2.0)
+        offsets = torch.argsort(keys, dim=1)[:, :IMAGES_PER_CLASS]
+        # A class with fewer than 8 images: a random order of 0..7, modulo its size.
+        few = torch.argsort(torch.rand((per_batch, IMAGES_PER_CLASS), device=device, generator=generator),
+                            dim=1) % n
+        offsets = torch.where(n >= IMAGES_PER_CLASS, offsets, few)
+        return by_class[(starts[classes][:, None] + offsets).flatten()]
+
+    return draw
+
+
 def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=None,
-        amp: Optional[bool] = None, compile: bool = False, progress: bool = True,
+        precision: Optional[str] = None, compile: bool = False, progress: bool = True,
         stop_at: Optional[int] = None, eval_train: bool = True) -> Optional[dict]:
     """Train ``config`` (or resume it, or return its stored result).
 
     ``data``: a `dm.cifar.Cifar` of ``config.dataset`` (default: `dm.cifar.load`
-    from the cache folder). ``device``: default CUDA when available. ``amp``:
-    bfloat16 autocast, default on where the CUDA GPU supports bfloat16
-    natively. ``compile``: ``torch.compile`` the model. ``stop_at``: stop
-    after that many iterations, as an interruption would (for tests); returns
-    None then. ``eval_train``: also record the training-set measurements (the
-    whole set's accuracy against the noisy and against the clean labels, as
-    Table 9 reports them; each of the corrupted and intact parts' accuracy
-    and mean p of the labelled class, as Figure 2a plots), one forward pass
-    over the training set per evaluation.
+    from the cache folder). ``device``: default CUDA when available.
+    ``precision``: "bf16" or "fp16" autocast (fp16 with a gradient scaler)
+    or "fp32"; default `resolve_precision` (bf16 where the GPU has it
+    natively, fp16 on other GPUs, fp32 on a CPU). Channels-last memory goes
+    with autocast on CUDA. ``compile``: ``torch.compile`` the model.
+    ``stop_at``: stop after that many iterations, as an interruption would
+    (for tests); returns None then. ``eval_train``: also record the
+    training-set measurements (the whole set's accuracy against the noisy
+    and against the clean labels, as Table 9 reports them; each of the
+    corrupted and intact parts' accuracy and mean p of the labelled class,
+    as Figure 2a plots), one forward pass over the training set per
+    evaluation.
 
     Returns the result dict that is also written to
     ``<runs_dir>/<config.name()>/result.json``; the final weights go to
-    ``model.pt`` beside it.
+    ``model.pt`` beside it. With ``progress``, the time per 1000 iterations
+    measured up to the first evaluation, and the run's estimated total, are
+    printed there.
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a dm.experiments.Config, got {type(config).__name__}")
@@ -272,41 +488,44 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     if data.name != config.dataset:
         raise ValueError(f"data is {data.name} but config.dataset is {config.dataset}")
     device = runs.resolve_device(device)
-    if amp is None:  # bfloat16 where the GPU has it natively (not a T4, say)
-        amp = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
-    amp = bool(amp)
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    precision = resolve_precision(precision, device)
+    autocast = _AUTOCAST.get(precision)
+    # Channels-last pays off only with the tensor cores' half-precision kernels.
+    memory_format = (torch.channels_last if device.type == "cuda" and autocast is not None
+                     else torch.contiguous_format)
     if device.type == "cuda":
         # Fixed input shapes: let cuDNN pick its fastest kernels once. (Results
         # on a GPU are reproducible up to rounding, not bitwise, either way.)
         torch.backends.cudnn.benchmark = True
 
     # Data: split, corrupt, move to the device once.
-    train_idx, val_idx = cifar.split_train_val(data.y_train, config.val_fraction, config.seed)
-    clean = data.y_train[train_idx]
-    noisy = _noisy_labels(config, clean)
+    train_idx, val_idx, clean, noisy = training_labels(config, data)
     num_classes = cifar.NUM_CLASSES[config.dataset]
     n = len(train_idx)
     if n < config.batch_size:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {n} training images")
-    x_train = torch.from_numpy(data.x_train[train_idx]).to(device)
+    inputs = _Inputs(config, memory_format)
+    x_train = inputs.prepare(torch.from_numpy(data.x_train[train_idx]).to(device))
     y_train = torch.from_numpy(noisy).to(device)
     y_clean = torch.from_numpy(clean).to(device)
     corrupted = torch.from_numpy(noisy != clean).to(device)
-    x_test = torch.from_numpy(data.x_test).to(device)
+    x_test = inputs.prepare(torch.from_numpy(data.x_test).to(device))
     y_test = torch.from_numpy(data.y_test).to(device)
-    x_val = torch.from_numpy(data.x_train[val_idx]).to(device)
+    x_val = inputs.prepare(torch.from_numpy(data.x_train[val_idx]).to(device))
     y_val = torch.from_numpy(data.y_train[val_idx]).to(device)  # clean labels
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = resnet(config.model, num_classes, config.shortcut)
+        model = resnet(config.model, num_classes, config.shortcut, config.init, config.batchnorm)
     model = model.to(device, memory_format=memory_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    bias = [model.fc.bias]
+    rest = [p for p in model.parameters() if p is not model.fc.bias]
+    optimizer = torch.optim.SGD([{"params": rest}, {"params": bias, "lr_mult": config.bias_lr_mult}],
+                                lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     loss_fn = make_loss(config)
     forward = torch.compile(model) if compile else model
-    evaluator = _Evaluator(model, config.dataset, device, amp, memory_format)
+    evaluator = _Evaluator(model, inputs, device, precision)
 
     def evaluate(iteration: int) -> dict:
         def mean(values: torch.Tensor):  # 6 decimals: JSON without float32 noise
@@ -330,47 +549,31 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         return measured
 
     batches_per_epoch = n // config.batch_size
-    # The "classes" sampler (the authors' Caffe data layer): P = batch/8
-    # classes, drawn without replacement, and 8 images of each (with
-    # replacement), by the noisy labels. The authors walk a per-epoch
-    # permutation of the classes; here each batch draws its P classes afresh.
-    by_class = torch.argsort(y_train, stable=True)
-    counts = torch.bincount(y_train, minlength=num_classes)
-    starts = torch.cumsum(counts, 0) - counts
-    present = torch.nonzero(counts).flatten()
-    classes_per_batch = config.batch_size // IMAGES_PER_CLASS
-    if config.sampler == "classes" and len(present) < classes_per_batch:
-        raise ValueError(f"sampler 'classes' needs {classes_per_batch} classes, the labels have {len(present)}")
-
-    def class_batch(generator):
-        chosen = present[torch.randperm(len(present), device=device, generator=generator)[:classes_per_batch]]
-        u = torch.rand((classes_per_batch, IMAGES_PER_CLASS), device=device, generator=generator)
-        offsets = (u * counts[chosen, None]).long()
-        return by_class[(starts[chosen, None] + offsets).flatten()]
-
+    class_batch = (_class_batches(y_train, num_classes, config.batch_size, device)
+                   if config.sampler == "classes" else None)
     order = {"epoch": -1, "indices": None}
     augment_generator = torch.Generator(device=device)
     order_generator = torch.Generator()
 
     def step(it: int) -> torch.Tensor:
-        epoch, k = divmod(it, batches_per_epoch)
-        if epoch != order["epoch"]:
-            order_generator.manual_seed(runs.seed_at(config.seed, epoch))
-            order["indices"] = torch.randperm(n, generator=order_generator).to(device)
-            order["epoch"] = epoch
         augment_generator.manual_seed(runs.seed_at(config.seed, it))
-        if config.sampler == "uniform":
-            idx = order["indices"][k * config.batch_size:(k + 1) * config.batch_size]
+        if class_batch is not None:
+            idx = class_batch(it, config.seed, augment_generator)
         else:
-            idx = class_batch(augment_generator)
-        x = cifar.normalize(cifar.augment(x_train[idx], augment_generator), config.dataset)
-        x = x.contiguous(memory_format=memory_format)
-        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            epoch, k = divmod(it, batches_per_epoch)
+            if epoch != order["epoch"]:
+                order_generator.manual_seed(runs.seed_at(config.seed, epoch))
+                order["indices"] = torch.randperm(n, generator=order_generator).to(device)
+                order["epoch"] = epoch
+            idx = order["indices"][k * config.batch_size:(k + 1) * config.batch_size]
+        x = inputs.train(x_train[idx], augment_generator)
+        with torch.autocast(device.type, autocast or torch.float32, enabled=autocast is not None):
             logits = forward(x)
         loss = loss_fn(logits.float(), y_train[idx])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         return loss
 
     trained = runs.train(
@@ -378,7 +581,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         lr=lambda it: lr_at(config, it), iterations=config.iterations,
         eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, device=device,
         measures=("test_accuracy", "val_accuracy") + _TRAIN_MEASURES,
-        progress=progress, stop_at=stop_at)
+        progress=progress, stop_at=stop_at, extra_state={"grad_scaler": scaler})
     if trained is None:
         return None
     history = trained.history
@@ -388,17 +591,20 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         "name": config.name(),
         "config": dataclasses.asdict(config),
         "best_test_accuracy": max(test),
+        "best_iteration": history["iteration"][test.index(max(test))],
         "final_test_accuracy": test[-1],
         "final_val_accuracy": history["val_accuracy"][-1],
         **{f"final_{key}": history[key][-1] if eval_train else None
            for key in _TRAIN_MEASURES if key.startswith("train_accuracy")},
         "realised_noise_rate": noise.realised_rate(clean, noisy),
+        "noisy_labels_sha256": labels_sha256(noisy),
         "transition_matrix": np.round(noise.transition_matrix(clean, noisy, num_classes), 4).tolist(),
         "train_size": int(n), "val_size": int(len(val_idx)), "test_size": int(len(y_test)),
         "history": history,
         "hardware": runs.hardware(device),
         "torch": torch.__version__,
-        "amp_bf16": amp, "compiled": bool(compile),
+        "precision": precision, "channels_last": memory_format == torch.channels_last,
+        "compiled": bool(compile),
         "wall_seconds": trained.wall_seconds,
         # Time in evaluations and checkpoints; the rest is training steps.
         "overhead_seconds": trained.overhead_seconds,
@@ -410,6 +616,45 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         "fabricated_data": bool(data.fabricated),
     }
     return runs.finish(out, result, model)
+
+
+def estimate_seconds(config: Config, data: cifar.Cifar, *, steps: int = 20, **run_options) -> float:
+    """Seconds one run of ``config`` is expected to take here: ``steps``
+    iterations and two evaluations are timed (after one iteration and one
+    evaluation to warm up: kernels, compilation, caches) in a scratch
+    folder, then scaled to ``config.iterations`` iterations and their
+    evaluations. ``run_options`` as for `run` (``device``, ``precision``,
+    ``compile``, ``eval_train``). What the notebooks print before a
+    selection."""
+    steps = _checks.positive_integer("steps", steps)
+    options = {**run_options, "progress": False, "stop_at": None}
+    probe = dataclasses.replace(config, iterations=2 * steps, eval_every=steps, checkpoint_every=2 * steps)
+    with tempfile.TemporaryDirectory(prefix="dm-estimate-") as scratch:
+        warm_up = dataclasses.replace(probe, iterations=1, eval_every=1, checkpoint_every=1)
+        run(warm_up, scratch, data, **options)
+        result = run(probe, scratch, data, **options)
+    evaluation = result["overhead_seconds"] / 2
+    per_step = (result["wall_seconds"] - result["overhead_seconds"]) / probe.iterations
+    evaluations = -(-config.iterations // config.eval_every)
+    return per_step * config.iterations + evaluation * evaluations
+
+
+def estimate_selection(configs, runs_dir, data: cifar.Cifar, **run_options) -> str:
+    """What the notebooks print before their runs: how many of ``configs``
+    (an iterable, or a dict's values) are still to train in ``runs_dir``, how
+    long one takes here (`estimate_seconds`, measured on the first of them)
+    and the whole selection's estimate (runs x that time)."""
+    configs = list(configs.values() if isinstance(configs, dict) else configs)
+    pending = [c for c in configs if load_result(c, runs_dir) is None]
+    if not pending:
+        return f"all {len(configs)} runs are stored in {runs_dir}"
+    one = estimate_seconds(pending[0], data, **run_options)
+    device = runs.hardware(runs.resolve_device(run_options.get("device")))
+    each = f"{one:.1f} s" if one < 120 else f"{one / 60:.1f} min"
+    total = len(pending) * one
+    whole = f"{total:.0f} s" if total < 120 else f"{total / 60:.0f} min" if total < 7200 else f"{total / 3600:.1f} h"
+    return (f"{len(pending)} of {len(configs)} runs to train; one takes about {each} on {device} "
+            f"(measured now: a few iterations and evaluations), so about {whole} in all")
 
 
 def select_on_validation(configs, runs_dir, data: Optional[cifar.Cifar] = None,
@@ -452,15 +697,16 @@ class NotebookSetup(NamedTuple):
     run_options: dict     # keyword arguments for `run`
 
 
-def notebook_setup(paper: Config, name: str, mode: Optional[str] = None, *, runs_dir=None,
+def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None, *, runs_dir=None,
                    use_drive: bool = True, data_root=None, overrides: Optional[dict] = None,
-                   compile: bool = True, amp: Optional[bool] = None, smoke_iterations: int = 4,
+                   compile: bool = True, precision: Optional[str] = None, smoke_iterations: int = 4,
                    eval_train: bool = True) -> NotebookSetup:
     """The shared set-up of the CIFAR notebooks, for ``mode`` (default `mode()`).
 
-    ``paper``: the paper's configuration of the experiment, changed by
-    ``overrides`` (e.g. ``{"weight_decay": 5e-4}``). ``name``: the notebook's
-    runs folder name.
+    ``preset_config``: the experiment's preset (`preset`: the paper's text or
+    the authors' code), changed by ``overrides`` (e.g. ``{"weight_decay":
+    5e-4}``). ``name``: the notebook's runs folder name. ``precision``: see
+    `run`.
 
     full: needs a CUDA GPU (a clear error otherwise). ``runs_dir`` defaults
     to ``runs/<name>``; on Colab with ``use_drive`` it is on Google Drive
@@ -475,7 +721,7 @@ def notebook_setup(paper: Config, name: str, mode: Optional[str] = None, *, runs
     mode = _mode_from_environment() if mode is None else mode
     if mode not in ("full", "smoke"):
         raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")
-    base = dataclasses.replace(paper, **(overrides or {}))
+    base = dataclasses.replace(preset_config, **(overrides or {}))
     if mode == "full":
         if not torch.cuda.is_available():
             raise RuntimeError(
@@ -488,7 +734,7 @@ def notebook_setup(paper: Config, name: str, mode: Optional[str] = None, *, runs
             drive.mount("/content/drive")
             runs_dir = f"/content/drive/MyDrive/dm-runs/{name}"
         data = cifar.load(base.dataset, data_root, download=True)
-        options = dict(compile=compile, amp=amp, progress=True, eval_train=eval_train)
+        options = dict(compile=compile, precision=precision, progress=True, eval_train=eval_train)
         return NotebookSetup(mode, data, base, Path(runs_dir or f"runs/{name}"), options)
     torch.set_num_threads(1)
     scratch = Path(tempfile.mkdtemp(prefix="dm-smoke-"))
@@ -506,14 +752,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m dm.experiments",
         description="Train one noisy-label CIFAR run and write its result JSON "
                     "(resuming from a checkpoint if one exists).")
+    parser.add_argument("--preset", choices=("paper", "authors"), default="paper",
+                        help="the settings every flag below changes: the paper's text (default) or the "
+                             "authors' code (AUTHORS_CIFAR100 / AUTHORS_CIFAR10_RESNET56)")
+    # Config's flags: only those given change the preset (defaults shown are the paper's).
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
+        shown = f"default: the preset's ({field.default!r} in the paper's)"
         if field.name == "lr_milestones":
-            parser.add_argument(flag, type=int, nargs="*", default=list(field.default))
+            parser.add_argument(flag, type=int, nargs="*", default=argparse.SUPPRESS, help=shown)
         elif isinstance(field.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=shown)
         else:
-            parser.add_argument(flag, type=type(field.default), default=field.default)
+            parser.add_argument(flag, type=type(field.default), default=argparse.SUPPRESS, help=shown)
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     parser.add_argument("--data-root", default=None, help="CIFAR cache folder (default: $DM_DATA or ~/.cache/dm)")
     parser.add_argument("--download", action="store_true", help="download CIFAR if missing")
@@ -521,15 +773,23 @@ def _parser() -> argparse.ArgumentParser:
                         help="use a tiny fabricated data set in CIFAR's format (smoke checks)")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="bf16/fp16 autocast or fp32 (default: bf16 where the GPU has it, "
+                             "else fp16 on a GPU, fp32 on a CPU)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The `Config` the command line names: ``--preset``'s, changed by the
+    flags given."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
+    return dataclasses.replace(preset(args.preset, values.get("dataset", "cifar100")), **values)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
-    config = Config(**values)
+    config = config_from_args(args)
     if args.fabricated:
         root = Path(args.runs_dir) / "fabricated-data"
         checksums = cifar.fabricate(root, config.dataset)
@@ -537,7 +797,7 @@ def main(argv=None) -> int:
     else:
         data = cifar.load(config.dataset, args.data_root, download=args.download)
     result = run(config, args.runs_dir, data, device=args.device,
-                 amp=False if args.no_amp else None, compile=args.compile,
+                 precision=args.precision, compile=args.compile,
                  progress=not args.no_progress)
     print(json.dumps({k: result[k] for k in (
         "name", "best_test_accuracy", "final_test_accuracy", "realised_noise_rate",

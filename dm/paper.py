@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
-from . import experiments, sentiment
+from . import authors, experiments, sentiment
 from .experiments import Config
 
 __all__ = [
@@ -38,7 +38,8 @@ __all__ = [
     "table", "table1_rows", "table1_columns", "table1_config", "table9_rows",
     "table9_config", "parse_table9_model", "is_full",
     "table1_cells", "table9_cells", "table9_measures",
-    "table1_markdown", "table9_markdown", "table1_beta_markdown",
+    "table1_markdown", "table9_markdown", "table1_beta_markdown", "table1_beta_sources_markdown",
+    "authors_logs_markdown",
     "table5_rows", "table5_columns", "table5_config", "table5_cells", "table5_markdown",
     "imbalance_markdown", "DEGENERATE",
 ]
@@ -248,12 +249,14 @@ _ACCURACY = {"final": "final_test_accuracy", "best": "best_test_accuracy"}
 
 
 def table1_markdown(results: Iterable[dict] = (), base: Config = experiments.PAPER_CIFAR100, *,
-                    accuracy: str = "final", include_smoke: bool = False, show_paper: bool = True,
+                    accuracy: str = "best", include_smoke: bool = False, show_paper: bool = True,
                     label: str = "ours", reference_rows: bool = True) -> str:
     """Table 1 as Markdown: rows = the paper's methods, columns = clean,
     s0.2, s0.4, s0.6, a0.2, a0.3, a0.4; each cell "paper / ours" in percent,
-    ours = the ``accuracy`` ("final" or "best") test accuracy of the cell's
-    run, "—" where there is none.
+    ours = the ``accuracy`` test accuracy of the cell's run, "—" where there
+    is none. ``accuracy="best"`` (the default) is the paper's own measure,
+    the best of the evaluations every 1000 iterations (`dm.authors`): the
+    cell then reads "paper / best (final)"; "final" shows the last one alone.
 
     ``reference_rows``: add the rows of `TABLE1_REFERENCE_ROWS` (another
     paper's numbers, paper only, in italics). ``show_paper=False`` with
@@ -275,11 +278,15 @@ def table1_markdown(results: Iterable[dict] = (), base: Config = experiments.PAP
         for key, paper in zip(columns, values):
             result = placed.get((name, key))
             ours = BLANK if result is None else _percent(result[_ACCURACY[accuracy]])
+            if result is not None and accuracy == "best":
+                ours += f" ({_percent(result['final_test_accuracy'])})"
             cells.append(_cell(paper, ours, show_paper))
         rows.append([name] + cells)
-    legend = (f"{spec['title']}. Each cell: paper / {label} ({accuracy} test accuracy); "
+    measure = ("best test accuracy over the evaluations, as the paper reports it, then the final one "
+               "in brackets" if accuracy == "best" else "final test accuracy")
+    legend = (f"{spec['title']}. Each cell: paper / {label} ({measure}); "
               f"{BLANK}: no run." if show_paper
-              else f"{label}: {accuracy} test accuracy (%); {BLANK}: no run.")
+              else f"{label}: {measure} (%); {BLANK}: no run.")
     return legend + "\n\n" + _markdown(["method"] + columns, rows, ["l"] + ["r"] * len(columns))
 
 
@@ -307,24 +314,73 @@ def table9_markdown(results: Iterable[dict] = (), base: Config = experiments.PAP
     return legend + "\n\n" + _markdown(["r", "model"] + columns, rows, ["r", "l"] + ["r"] * len(columns))
 
 
-_SOURCE = {"authors' run folder": "run folder"}
+def _beta_rows() -> list:
+    return [name for name in table1_rows()
+            if experiments.TABLE1_ROWS[name]["method"] == "DM" and "beta" not in experiments.TABLE1_ROWS[name]]
 
 
 def table1_beta_markdown() -> str:
     """DM's beta in each Table 1 cell (the paper does not list them) and its
-    source, from `dm.experiments.table1_config`: "authors' run folder" or
-    "guessed". Rows: the DM rows with a beta to choose."""
+    source, from `dm.experiments.table1_config`: "run" (the authors' run
+    folder of that cell, `table1_beta_sources_markdown`) or "guessed"
+    (`dm.experiments.GUESSED`). Rows: the DM rows with a beta to choose."""
     columns = table1_columns()
     rows = []
-    for name in table1_rows():
-        if experiments.TABLE1_ROWS[name]["method"] != "DM" or "beta" in experiments.TABLE1_ROWS[name]:
-            continue
+    for name in _beta_rows():
         cells = []
         for col in columns:
             config, source = experiments.table1_config(name, col)
-            cells.append(f"{config.beta:g} ({_SOURCE.get(source, source)})")
+            cells.append(f"{config.beta:g} ({'guessed' if source == experiments.GUESSED else 'run'})")
         rows.append([name] + cells)
     return _markdown(["row"] + [c["key"] for c in columns], rows, ["l"] + ["r"] * len(columns))
+
+
+def table1_beta_sources_markdown() -> str:
+    """Where each DM beta of Table 1 comes from: the run folder in the
+    authors' repository (`dm.authors.REPOSITORY`) and that run's best and
+    final test accuracy beside the paper's cell; guessed cells are listed
+    with the reason."""
+    columns = table1_columns()
+    keys = [c["key"] for c in columns]
+    paper_rows = table("table1")["rows"]
+    lines, guessed = [], []
+    for name in _beta_rows():
+        for col in columns:
+            config, source = experiments.table1_config(name, col)
+            if source == experiments.GUESSED:
+                guessed.append(f"{name} {col['key']}")
+                continue
+            log = authors.run_log(name, col["key"])
+            lines.append([name, col["key"], f"{config.beta:g}", f"`{source}`",
+                          f"{paper_rows[name][keys.index(col['key'])]:.1f}",
+                          f"{100 * log['best']:.2f}", f"{100 * log['final']:.2f}"])
+    table_md = _markdown(["row", "column", "beta", "run folder", "paper", "run's best", "run's final"],
+                         lines, ["l", "l", "r", "l", "r", "r", "r"])
+    return table_md + f"\n\nNot traced to a run ({len(guessed)} cells: {', '.join(guessed)}): {experiments.GUESSED}."
+
+
+def authors_logs_markdown() -> str:
+    """Table 1's symmetric columns as the authors' logs give them: each
+    cell "paper / the run's best / its final", in percent (`dm.authors`).
+    Where the paper's number equals the best as printed, the best is in
+    bold."""
+    spec = table("table1")
+    keys = [c["key"] for c in spec["columns"]]
+    logged = sorted({run["column"] for run in authors.logs()}, key=keys.index)
+    rows = []
+    for name in table1_rows():
+        cells = []
+        for key in logged:
+            paper = spec["rows"][name][keys.index(key)]
+            log = authors.run_log(name, key)
+            if log is None:
+                cells.append(f"{paper:.1f} / {BLANK}")
+                continue
+            best = f"{100 * log['best']:.2f}"
+            best = f"**{best}**" if authors.printed(log["best"]) == paper else best
+            cells.append(f"{paper:.1f} / {best} / {100 * log['final']:.2f}")
+        rows.append([name] + cells)
+    return _markdown(["method"] + logged, rows, ["l"] + ["r"] * len(logged))
 
 
 # --- Table 5: IMDB, PV-DBOW features ---------------------------------------------

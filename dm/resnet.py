@@ -13,6 +13,18 @@ zeros, so shortcuts add no parameters (their CIFAR networks have 0.27M-1.7M
 parameters; ResNet-44 has 0.66M). ``shortcut="B"`` uses a projection there
 instead (a strided 1x1 convolution and batch norm), as the DM authors'
 Caffe ResNet-44 does.
+
+Two more options follow the authors' Caffe network file (``train.prototxt``
+of their run folders): ``init="msra"`` draws every convolution and the final
+linear layer from Caffe's "msra" filler (He et al.'s normal with the
+variance over the *fan-in*, std sqrt(2 / fan_in); biases zero), where the
+default is PyTorch's He normal over the fan-out for the convolutions and
+PyTorch's own initialisation of the linear layer; ``batchnorm="caffe"`` uses
+`CaffeBatchNorm2d`, whose test-time statistics are Caffe's normalised moving
+average (fraction 0.999), not PyTorch's momentum-0.1 running estimate.
+(Their convolutions also carry biases, each followed by batch norm, which
+subtracts the batch mean: such a bias cancels exactly, in training and at
+test, so it is not reproduced.)
 """
 
 from __future__ import annotations
@@ -21,25 +33,72 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResNet", "resnet", "depth_of", "DEPTHS"]
+__all__ = ["ResNet", "resnet", "depth_of", "DEPTHS", "INITS", "BATCHNORMS", "CaffeBatchNorm2d"]
 
 # The depths of He et al.'s CIFAR table, plus 8 for quick checks.
 DEPTHS = (8, 20, 32, 44, 56, 110)
+INITS = ("kaiming_fan_out", "msra")
+BATCHNORMS = ("torch", "caffe")
+
+
+class CaffeBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose test-time mean and variance are Caffe's estimate.
+
+    Caffe's ``BatchNorm`` layer keeps ``S <- a S + x`` and ``Z <- a Z + 1``
+    for each batch statistic ``x`` (``moving_average_fraction`` a = 0.999, its
+    default, which the authors' network keeps) and uses ``S / Z`` at test
+    time: an exponentially weighted mean of all batches so far, normalised,
+    so early in training it is not pulled towards an initial value.
+    PyTorch's update ``r <- (1 - m) r + m x`` with ``m = 1 - a`` started from
+    ``r = 0`` gives ``r_t = (1 - a) S_t`` and ``Z_t = (1 - a^t) / (1 - a)``,
+    so ``S / Z = r_t / (1 - a^t)``: the running statistics start at zero
+    and are divided by ``1 - a^t`` (``t`` = ``num_batches_tracked``) at test
+    time, with tensor operations only (no host sync, nothing for
+    ``torch.compile`` to guard on). Training-mode normalisation (batch
+    statistics, eps 1e-5, the unbiased variance in the running estimate) is
+    PyTorch's, which is Caffe's too."""
+
+    def __init__(self, num_features: int, fraction: float = 0.999, eps: float = 1e-5):
+        super().__init__(num_features, eps=eps, momentum=1.0 - fraction)
+        self.fraction = fraction
+        self.reset_running_stats()
+
+    def reset_running_stats(self) -> None:
+        """Zero running mean and variance (Caffe's S = 0) and batch count."""
+        super().reset_running_stats()
+        self.running_var.zero_()  # S_0 = 0 for the variance too
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch statistics in training; Caffe's estimate at test time."""
+        if self.training:
+            return super().forward(x)
+        steps = self.num_batches_tracked.to(self.running_mean.dtype)
+        normaliser = 1.0 - self.fraction ** steps
+        # Caffe uses 0 for an untrained layer (Z = 0): no division by zero here.
+        scale = torch.where(normaliser > 0, 1.0 / normaliser.clamp_min(1e-30), torch.zeros_like(normaliser))
+        return F.batch_norm(x, self.running_mean * scale, self.running_var * scale, self.weight, self.bias,
+                            False, 0.0, self.eps)
+
+
+def _norm(batchnorm: str):
+    return CaffeBatchNorm2d if batchnorm == "caffe" else nn.BatchNorm2d
 
 
 class _Block(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "A"):
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "A",
+                 batchnorm: str = "torch"):
         super().__init__()
+        norm = _norm(batchnorm)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.pad = planes - in_planes  # option A: zero channels for the shortcut
         self.stride = stride
         self.projection = None
         if shortcut == "B" and (stride != 1 or self.pad):
             self.projection = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes))
+                                            norm(planes))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -54,12 +113,18 @@ class _Block(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A CIFAR ResNet of depth ``6n + 2`` for 3x32x32 inputs."""
+    """A CIFAR ResNet of depth ``6n + 2`` for 3x32x32 inputs (``shortcut``,
+    ``init`` and ``batchnorm``: see the module docstring)."""
 
-    def __init__(self, depth: int = 44, num_classes: int = 10, shortcut: str = "A"):
+    def __init__(self, depth: int = 44, num_classes: int = 10, shortcut: str = "A",
+                 init: str = "kaiming_fan_out", batchnorm: str = "torch"):
         super().__init__()
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (projection), got {shortcut!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if batchnorm not in BATCHNORMS:
+            raise ValueError(f"batchnorm must be one of {BATCHNORMS}, got {batchnorm!r}")
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {DEPTHS} (6n+2), got {depth!r}")
         if num_classes < 2:
@@ -67,20 +132,24 @@ class ResNet(nn.Module):
         n = (depth - 2) // 6
         self.depth = depth
         self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(16)
+        self.bn = _norm(batchnorm)(16)
         blocks, planes = [], 16
         for width, stride in ((16, 1), (32, 2), (64, 2)):
             for i in range(n):
-                blocks.append(_Block(planes, width, stride if i == 0 else 1, shortcut))
+                blocks.append(_Block(planes, width, stride if i == 0 else 1, shortcut, batchnorm))
                 planes = width
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                mode = "fan_in" if init == "msra" else "fan_out"
+                nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if init == "msra":  # Caffe's msra filler on the inner product too, bias 0
+            nn.init.kaiming_normal_(self.fc.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes]`` for images ``x`` of shape ``[B, 3, 32, 32]``."""
@@ -100,7 +169,8 @@ def depth_of(name: str) -> int:
     return depth
 
 
-def resnet(name_or_depth, num_classes: int, shortcut: str = "A") -> ResNet:
+def resnet(name_or_depth, num_classes: int, shortcut: str = "A", init: str = "kaiming_fan_out",
+           batchnorm: str = "torch") -> ResNet:
     """``resnet("resnet44", 100)`` or ``resnet(44, 100)``."""
     depth = depth_of(name_or_depth) if isinstance(name_or_depth, str) else name_or_depth
-    return ResNet(depth, num_classes, shortcut)
+    return ResNet(depth, num_classes, shortcut, init, batchnorm)

@@ -46,10 +46,12 @@ __all__ = [
 ]
 
 
-def seed_at(seed: int, position: int) -> int:
+def seed_at(seed: int, position: int, stream: int = 0) -> int:
     """The seed of the generator used at ``position`` (an epoch or an
-    iteration) of a run seeded with ``seed``."""
-    return seed * 1_000_003 + position
+    iteration) of a run seeded with ``seed``; ``stream`` keeps two kinds of
+    randomness drawn at the same position apart (2**48 apart, beyond any
+    ``seed * 1_000_003 + position`` of a real run)."""
+    return seed * 1_000_003 + position + stream * 2 ** 48
 
 
 def short_hash(obj) -> str:
@@ -148,13 +150,14 @@ def train(config, out: Path, *, model: torch.nn.Module, optimizer: torch.optim.O
           step: Callable[[int], torch.Tensor], evaluate: Callable[[int], dict],
           lr: Callable[[int], float], iterations: int, eval_every: int, checkpoint_every: int,
           device: torch.device, measures: tuple = ("test_accuracy",), progress: bool = True,
-          stop_at: Optional[int] = None, show: str = "test_accuracy") -> Optional[Trained]:
+          stop_at: Optional[int] = None, show: str = "test_accuracy",
+          extra_state: Optional[dict] = None) -> Optional[Trained]:
     """The training loop: iterations ``0 .. iterations - 1``, resumed from
     ``out/checkpoint.pt`` if there is one (written for this ``config``).
 
     ``step(t)`` does iteration ``t`` (draw a batch, forward, backward,
     ``optimizer.step()``) at the learning rate ``lr(t)``, already set in the
-    optimizer, and returns the batch's loss as a 0-d tensor; it must draw its
+    optimizer (times a param group's ``"lr_mult"``, if it has one), and returns the batch's loss as a 0-d tensor; it must draw its
     randomness by `seed_at`. ``evaluate(done)`` returns the measurements after
     ``done`` iterations as ``{name: value}`` (names from ``measures``; a
     measure it leaves out keeps an empty list), appended to the history
@@ -165,8 +168,13 @@ def train(config, out: Path, *, model: torch.nn.Module, optimizer: torch.optim.O
 
     ``stop_at``: stop after that many iterations, as an interruption would
     (for tests), writing a checkpoint there; returns None then. A tqdm bar
-    with ``progress``, showing the last value of the measure ``show``.
+    with ``progress``, showing the last value of the measure ``show``; then,
+    after the first evaluation of each session, a line with the measured
+    time per 1000 iterations and the run's estimated total.
+    ``extra_state``: more objects with ``state_dict``/``load_state_dict``
+    (a gradient scaler, say), checkpointed and restored with the model.
     """
+    extra_state = extra_state or {}
     checkpoint = Path(out) / "checkpoint.pt"
     history = {key: [] for key in ("iteration", "lr", "train_loss", *measures)}
     start, wall, overhead, segments = 0, 0.0, 0.0, []
@@ -182,14 +190,19 @@ def train(config, out: Path, *, model: torch.nn.Module, optimizer: torch.optim.O
         overhead, segments = state["overhead_seconds"], state["segments"]
         loss_sum = torch.tensor(state["loss_sum"], device=device)
         loss_count = state["loss_count"]
+        for key, obj in extra_state.items():
+            if key in state.get("extra", {}):
+                obj.load_state_dict(state["extra"][key])
 
     def save_checkpoint(iteration: int, elapsed: float, overhead: float) -> None:
         state = {"config": dataclasses.asdict(config), "iteration": iteration,
                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "history": history, "wall_seconds": elapsed, "overhead_seconds": overhead,
-                 "segments": segments, "loss_sum": float(loss_sum), "loss_count": loss_count}
+                 "segments": segments, "loss_sum": float(loss_sum), "loss_count": loss_count,
+                 "extra": {key: obj.state_dict() for key, obj in extra_state.items()}}
         atomic_write(checkpoint, lambda p: torch.save(state, p))
 
+    segment_overhead = overhead
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -198,9 +211,10 @@ def train(config, out: Path, *, model: torch.nn.Module, optimizer: torch.optim.O
     model.train()
     synchronize(device)
     t0 = time.perf_counter()
+    reported = False
     for it in range(start, iterations):
         for group in optimizer.param_groups:
-            group["lr"] = lr(it)
+            group["lr"] = lr(it) * group.get("lr_mult", 1.0)
         loss_sum += step(it).detach()
         loss_count += 1
         done = it + 1
@@ -224,6 +238,17 @@ def train(config, out: Path, *, model: torch.nn.Module, optimizer: torch.optim.O
             loss_count = 0
             if bar is not None and history.get(show):
                 bar.set_postfix({show: f"{history[show][-1]:.3f}"})
+            if progress and not reported:
+                reported = True
+                # Steps only: the time of this first evaluation is in `pause`.
+                per_step = (pause - t0 - (overhead - segment_overhead)) / (done - start)
+                evaluation = time.perf_counter() - pause
+                evaluations = -(-iterations // eval_every)
+                total = per_step * iterations + evaluation * evaluations
+                message = (f"{config.name()}: {1000 * per_step:.1f} s per 1000 iterations "
+                           f"measured here ({hardware(device)}); the whole run: about "
+                           f"{total / 60:.1f} min")
+                (bar.write if bar is not None else print)(message)
         if is_checkpoint:
             now = time.perf_counter()
             # Wall and overhead as of now; the save itself counts as overhead below.
@@ -339,5 +364,5 @@ def describe_runs(results, mode: str) -> str:
     ]
     if all("compiled" in r for r in results):
         lines.append(f"compiled: {sorted({r['compiled'] for r in results})}, "
-                     f"bfloat16 autocast: {sorted({r['amp_bf16'] for r in results})}")
+                     f"precision: {sorted({r.get('precision', 'n/r') for r in results})}")
     return "\n".join(lines)

@@ -1,16 +1,23 @@
 """Maintenance of the chapter notebooks.
 
     python scripts/notebooks.py sync-colab            # rewrite every notebook's Colab cell
+                                                      # and the README's links
     python scripts/notebooks.py execute NB [NB ...]   # run notebooks, store their outputs
     python scripts/notebooks.py stored-config PATH    # _config.yml, but render stored outputs
+    python scripts/notebooks.py check-publishable [--repository OWNER/NAME]
+                                                      # fail unless the book names its real home
 
 The repository URL lives in `_config.yml` only; `colab_cell_source()` turns it
-into the setup cell that opens every notebook, and tests/test_book.py checks
-that each notebook's first cell is exactly that.
+into the setup cell that opens every notebook and `readme_links()` into the
+README's badge, Pages link and install line. tests/test_book.py checks that
+each notebook's first cell is exactly that; `check-publishable` (run by the
+deploy job of .github/workflows/book.yml) also refuses the placeholder owner.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,15 +26,40 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "_config.yml"
+README = ROOT / "README.md"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # The setup cell runs on Colab; the HTML book hides it ("remove-cell") so each
 # page opens with its title.
 SETUP_TAGS = ["colab-setup", "remove-cell"]
+# The distribution's name (pyproject.toml). The import name stays `dm`, but
+# PyPI's `dm` is another project, so every install instruction names this.
+DISTRIBUTION = "derivative-manipulation"
+# The owner in _config.yml's repository.url until the book has a public home.
+PLACEHOLDER_OWNER = "OWNER"
+# The workflow that builds and deploys the book (its badge is in the README).
+WORKFLOW = "book.yml"
+GITHUB_URL = re.compile(r"https://github\.com/(?P<owner>[A-Za-z0-9][A-Za-z0-9-]*)/(?P<name>[A-Za-z0-9._-]+)")
 
 
-def repository_url() -> str:
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    return config["repository"]["url"].rstrip("/")
+def _repository(config=CONFIG) -> dict:
+    """_config.yml's `repository` section ({} where there is none)."""
+    return (yaml.safe_load(Path(config).read_text()) or {}).get("repository") or {}
+
+
+def repository_url(config=CONFIG) -> str:
+    return _repository(config)["url"].rstrip("/")
+
+
+def pages_url(url: str) -> str:
+    """Where GitHub Pages serves the book built in the repository at ``url``."""
+    match = GITHUB_URL.fullmatch(url)
+    if match is None:
+        raise ValueError(f"not a GitHub repository URL: {url}")
+    owner, name = match["owner"].lower(), match["name"]
+    if name.lower() == f"{owner}.github.io":  # a user or organisation site
+        return f"https://{owner}.github.io/"
+    return f"https://{owner}.github.io/{name}/"
 
 
 # Notebooks that need one of dm's optional dependencies (pyproject.toml) that
@@ -35,35 +67,163 @@ def repository_url() -> str:
 EXTRAS = {"imdb": "imdb"}  # gensim, for the PV-DBOW paragraph vectors
 
 
-def colab_cell_source(path=None) -> str:
+def pip_requirement(url: str, extras=()) -> str:
+    """The pip requirement that installs `dm` from the repository at ``url``,
+    by its distribution name. Only `dm` itself: its dependencies are loose
+    enough that Colab's preinstalled torch satisfies them, so torch is never
+    re-pinned or re-downloaded."""
+    package = f"{DISTRIBUTION}[{','.join(extras)}]" if extras else DISTRIBUTION
+    return f"{package} @ git+{url}"
+
+
+def colab_cell_source(path=None, url=None) -> str:
     """The setup cell of the notebook at ``path``: installs `dm` (with the
-    extra the notebook needs, if any) from the repository, on Colab only."""
+    extra the notebook needs, if any) from the repository, on Colab only.
+    ``url``: the repository; by default the one in `_config.yml`."""
     stem = Path(path).stem if path is not None else ""
     extras = [extra for fragment, extra in EXTRAS.items() if fragment in stem]
-    package = f"dm[{','.join(extras)}]" if extras else "dm"
+    requirement = pip_requirement(repository_url() if url is None else url, extras)
     return (
-        "# Setup. On Colab this installs the `dm` package from the book's repository;\n"
-        "# elsewhere `make book` / `make test` have installed it already.\n"
+        f"# Setup. On Colab this installs the `dm` package ({DISTRIBUTION}) from the\n"
+        "# book's repository; elsewhere `make book` / `make test` have installed it already.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "{package} @ git+{repository_url()}"'
+        f'    %pip install -q "{requirement}"'
     )
 
 
-def sync_colab(paths) -> None:
+README_BEGIN = "<!-- links: written by `make sync-colab` from repository.url in _config.yml -->"
+README_END = "<!-- /links -->"
+
+
+def readme_links(url: str, branch: str = "main") -> str:
+    """The README's block that names the repository: the workflow's badge, the
+    book's Pages address and the install line."""
+    workflow = f"{url}/actions/workflows/{WORKFLOW}"
+    return "\n".join([
+        README_BEGIN,
+        f"[![book]({workflow}/badge.svg?branch={branch})]({workflow})",
+        "",
+        f"The book: <{pages_url(url)}>. The package, without cloning:",
+        "",
+        "```",
+        f'pip install "{pip_requirement(url)}"',
+        "```",
+        README_END,
+    ])
+
+
+def _readme_block(text: str):
+    """(start, end) of the links block in the README's ``text``, or None."""
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        return None
+    return start, end + len(README_END)
+
+
+def _shown(path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def sync_colab(paths, config=CONFIG) -> None:
+    url = repository_url(config)
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         first = nb.cells[0] if nb.cells else None
         if first is not None and SETUP_TAGS[0] in first.get("metadata", {}).get("tags", []):
-            first.source = colab_cell_source(path)
+            first.source = colab_cell_source(path, url)
             first.metadata["tags"] = list(SETUP_TAGS)
         else:
-            cell = nbformat.v4.new_code_cell(colab_cell_source(path))
+            cell = nbformat.v4.new_code_cell(colab_cell_source(path, url))
             cell.metadata["tags"] = list(SETUP_TAGS)
             nb.cells.insert(0, cell)
         nbformat.write(nb, path)
-        print(f"synced {path.relative_to(ROOT)}")
+        print(f"synced {_shown(path)}")
+
+
+def sync_readme(readme=README, config=CONFIG) -> None:
+    """Rewrite the README's links block from the repository URL."""
+    readme = Path(readme)
+    text = readme.read_text()
+    span = _readme_block(text)
+    if span is None:
+        raise SystemExit(f"{_shown(readme)}: no block between {README_BEGIN!r} and {README_END!r}")
+    repository = _repository(config)
+    block = readme_links(repository["url"].rstrip("/"), repository.get("branch", "main"))
+    readme.write_text(text[:span[0]] + block + text[span[1]:])
+    print(f"synced {_shown(readme)}")
+
+
+def publishing_problems(config=CONFIG, notebooks=None, readme=README, repository=None) -> list:
+    """What stops the book from being published; empty when nothing does.
+
+    The repository URL in ``config`` must be a GitHub repository's URL whose
+    owner is not the placeholder (and, given ``repository`` as OWNER/NAME, the
+    deploying repository's own), and every place built from it must have been
+    rewritten from it: each notebook's Colab cell and the README's links."""
+    notebooks = NOTEBOOKS if notebooks is None else notebooks
+    settings = _repository(config)
+    url = str(settings.get("url", "")).rstrip("/")
+    match = GITHUB_URL.fullmatch(url)
+    problems = []
+    if match is None or match["name"].endswith(".git"):
+        problems.append(f"repository.url in _config.yml is {url!r}, not a GitHub repository's URL "
+                        "(https://github.com/OWNER/NAME).")
+    elif match["owner"].upper() == PLACEHOLDER_OWNER:
+        problems.append(f"repository.url in _config.yml is {url}, whose owner {match['owner']!r} is "
+                        "the placeholder: the Colab buttons and every notebook's setup cell would "
+                        "point at a repository that does not exist.")
+    elif repository is not None and f"{match['owner']}/{match['name']}".lower() != repository.lower():
+        problems.append(f"repository.url in _config.yml is {url}, but the book is being published "
+                        f"from https://github.com/{repository}.")
+    for path in notebooks:
+        cells = nbformat.read(path, as_version=4).cells
+        if not cells or cells[0].source != colab_cell_source(path, url):
+            problems.append(f"{_shown(path)}: its Colab setup cell was not written from "
+                            f"repository.url ({url}).")
+    if readme is not None:
+        text = Path(readme).read_text()
+        span = _readme_block(text)
+        expected = readme_links(url, settings.get("branch", "main")) if match else None
+        if span is None or text[span[0]:span[1]] != expected:
+            problems.append(f"{_shown(readme)}: its badge, Pages link and install line were not "
+                            f"written from repository.url ({url}).")
+    return problems
+
+
+def publishing_instructions(repository=None) -> str:
+    """What a publisher does, naming the repository where it is known."""
+    url = f"https://github.com/{repository}" if repository else "https://github.com/<owner>/<name>"
+    return (
+        "To publish the book:\n"
+        f"  1. set repository.url in _config.yml to {url}, the repository's own URL;\n"
+        "  2. run `make sync-colab`, which rewrites every notebook's Colab setup cell and the\n"
+        "     README's links from it;\n"
+        "  3. commit _config.yml, notebooks/*.ipynb and README.md and push to main;\n"
+        "  4. once: Settings > Pages > Build and deployment > Source: GitHub Actions."
+    )
+
+
+def _annotation(text: str) -> str:
+    """``text`` as the message of a GitHub Actions workflow command."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def check_publishable(config=CONFIG, notebooks=None, readme=README, repository=None) -> None:
+    """Raise SystemExit with what to change unless the book can be published."""
+    problems = publishing_problems(config, notebooks, readme, repository)
+    if problems and os.environ.get("GITHUB_ACTIONS") == "true":
+        # Also as annotations, shown on the workflow run's summary page.
+        for problem in problems:
+            print(f"::error title=Not publishable yet::{_annotation(problem)}")
+        print(f"::notice title=How to publish::{_annotation(publishing_instructions(repository))}")
+    if problems:
+        raise SystemExit("Not publishable yet:\n"
+                         + "".join(f"  - {problem}\n" for problem in problems)
+                         + publishing_instructions(repository))
+    print(f"publishable: {repository_url(config)} -> {pages_url(repository_url(config))}")
 
 
 def execute(paths) -> None:
@@ -95,9 +255,12 @@ def stored_config(path) -> None:
 
 
 if __name__ == "__main__":
-    command, args = sys.argv[1], sys.argv[2:]
+    command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
     if command == "sync-colab":
         sync_colab([Path(a).resolve() for a in args] or NOTEBOOKS)
+        sync_readme()
+    elif command == "check-publishable" and (not args or (len(args) == 2 and args[0] == "--repository")):
+        check_publishable(repository=args[1] if args else None)
     elif command == "execute":
         execute(args or NOTEBOOKS)
     elif command == "stored-config" and len(args) == 1:

@@ -18,7 +18,7 @@ def test_train_step_quick_prints_every_figure():
     out = done.stdout
     number = r"\d+(\.\d+)?"
     for pattern in (
-        r"^device: cpu \(.+\), torch .+, threads 1, float32$",
+        r"^device: cpu \(.+\), torch .+, threads 1, precision fp32$",  # the trainer's choice on a CPU
         r"^CPU run: the targets are about a GPU",
         r"^settings: resnet8, 100 classes, batch 32, .*--quick$",
         r"^1\. training step ",

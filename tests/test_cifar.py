@@ -174,3 +174,183 @@ def test_projection_shortcuts():
     assert b.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="shortcut must be"):
         resnet(20, 10, shortcut="C")
+
+
+# --- the authors' own pipeline (their Matlab process_imgdataint8.m) ---------------
+
+def _matlab_square(img: np.ndarray, margin: int = 4, size: int = 36) -> np.ndarray:
+    """process_imgdataint8.m's crop, imresize and padarray for one uint8
+    ``[3, H, W]`` image, written line by line from the Matlab code (1-based
+    indices) and imresize's published algorithm, in float64 and unrounded:
+    the reference `cifar.authors_square` must round."""
+    rgb = img.astype(np.float64)
+    h, w = img.shape[1:]
+    gray = np.floor(0.298936021293775 * rgb[0] + 0.587043074451121 * rgb[1]
+                    + 0.114020904255103 * rgb[2] + 0.5)                   # rgb2gray, uint8
+    row, col = np.nonzero(gray < 250)
+    if row.size == 0:                                                     # Matlab would fail
+        ymin, ymax, xmin, xmax = 1, h - 1, 1, w - 1
+    else:
+        row, col = row + 1, col + 1
+        xmin, xmax = max(0, col.min() - margin), min(w, col.max() + margin)
+        ymin, ymax = max(0, row.min() - margin), min(h, row.max() + margin)
+    # imcrop(img, [xmin ymin width height]) in spatial coordinates: pixels
+    # round(ymin) .. round(ymin + height), clamped to the image.
+    r1, r2 = max(1, ymin), min(h, ymin + (ymax - ymin + 1))
+    c1, c2 = max(1, xmin), min(w, xmin + (xmax - xmin + 1))
+    crop = rgb[:, r1 - 1:r2, c1 - 1:c2]
+    ch, cw = crop.shape[1:]
+    scale = size / max(ch, cw)                       # imresize(.., [size NaN]) or [NaN size]
+    out_h, out_w = int(np.ceil(ch * scale)), int(np.ceil(cw * scale))
+
+    def contributions(n_in, n_out):                  # imresize's, bicubic, scale > 1
+        m = np.zeros((n_out, n_in))
+        for x in range(1, n_out + 1):
+            u = x / scale + 0.5 * (1 - 1 / scale)
+            for i in range(int(np.floor(u - 2)), int(np.floor(u - 2)) + 6):
+                d = abs(u - i)
+                k = (1.5 * d**3 - 2.5 * d**2 + 1 if d <= 1 else
+                     -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2 if d <= 2 else 0.0)
+                m[x - 1, min(max(i, 1), n_in) - 1] += k
+            m[x - 1] /= m[x - 1].sum()
+        return m
+
+    resized = contributions(ch, out_h) @ crop @ contributions(cw, out_w).T
+    square = np.full((3, size, size), 255.0)
+    top, left = (size - out_h) // 2, (size - out_w) // 2      # padarray 'pre': floor(missing / 2)
+    square[:, top:top + out_h, left:left + out_w] = resized
+    return square
+
+
+def _white_with(rect, colour=(10, 120, 200), h=32, w=32):
+    """A white image with a uniformly coloured rectangle (0-based inclusive
+    rows r0..r1, columns c0..c1)."""
+    (r0, r1), (c0, c1) = rect
+    img = torch.full((3, h, w), 255, dtype=torch.uint8)
+    img[:, r0:r1 + 1, c0:c1 + 1] = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1)
+    return img
+
+
+def test_authors_square_crops_the_content_box():
+    # Rectangle rows 8..19, columns 6..25: box rows [8 - 4, 19 + 6) = [4, 25)
+    # (21 rows), columns [2, 31) (29): the long side 29 -> 36, the rows
+    # ceil(21 * 36 / 29) = 27, padded with floor(9 / 2) = 4 white rows before, 5 after.
+    img = _white_with(((8, 19), (6, 25)))
+    sq = cifar.authors_square(img[None])
+    assert sq.shape == (1, 3, 36, 36) and sq.dtype == torch.uint8
+    sq = sq[0]
+    assert torch.all(sq[:, :4] == 255) and torch.all(sq[:, 31:] == 255)
+    # The rectangle's interior (canvas rows 11..20, columns 8..26, away from its
+    # edges by more than the bicubic support) has its colour.
+    inside = sq[:, 11:21, 8:27].int() - torch.tensor([10, 120, 200]).view(3, 1, 1)
+    assert inside.abs().max() <= 1
+    # Content at the image's top-left corner (rows 0..19, columns 0..9): box
+    # rows [0, 25), columns [0, 15); the 25 rows -> 36, the 15 columns ->
+    # ceil(15 * 36 / 25) = 22, placed at columns 7..28: 7 white columns
+    # before, 7 after, and column 7 (the box's left edge, dark) already picture.
+    sq = cifar.authors_square(_white_with(((0, 19), (0, 9)))[None])[0]
+    assert torch.all(sq[:, :, :7] == 255) and torch.all(sq[:, :, 29:] == 255)
+    assert sq[:, 0, 7].max() <= 200 and sq[0, 0, 7] <= 20   # (10, 120, 200) at the corner
+    # The threshold is on Matlab's gray rounded to uint8: a (249, 249, 249)
+    # pixel at (10, 10) is dark, so the box is [10 - 4, 10 + 6) = [6, 16) and the
+    # pixel lands at canvas (4 + 0.5) * 3.6 - 0.5 = 15.7; a (250, 250, 250) one
+    # is white, the box is the whole image and it lands at 10.5 * 1.125 - 0.5 = 11.3.
+    img = torch.full((2, 3, 32, 32), 255, dtype=torch.uint8)
+    img[0, :, 10, 10], img[1, :, 10, 10] = 249, 250
+    sq = cifar.authors_square(img)
+    for square, centre in zip(sq, (15.7, 11.3)):
+        darkest = divmod(int(square[0].argmin()), 36)
+        assert abs(darkest[0] - centre) < 1 and abs(darkest[1] - centre) < 1, darkest
+
+
+def test_authors_square_matches_the_matlab_code():
+    """Against `_matlab_square`, a float64 line-by-line port: within rounding
+    (half a grey level) on boxes wide, tall, square, at the edges, a single
+    dark pixel, and a whole image without white."""
+    g = torch.Generator().manual_seed(0)
+    images = [_white_with(((8, 19), (6, 25))), _white_with(((0, 19), (0, 9))),
+              _white_with(((3, 27), (20, 31)), (250, 10, 90)), _white_with(((15, 15), (2, 2)))]
+    # A box whose margin differs from the pixels just outside it: (255, 255,
+    # 210) is still white (gray 249.9 -> 250), but imresize replicates the
+    # box's edge and never reads the pure white outside.
+    images[0][2, 4:25, 2:31] = 210
+    images[0][:, 8:20, 6:26] = torch.tensor([10, 120, 200], dtype=torch.uint8).view(3, 1, 1)
+    noisy = torch.randint(0, 200, (4, 3, 32, 32), dtype=torch.uint8, generator=g)
+    noisy[0, :, :7], noisy[1, :, :, 24:], noisy[2, :, 20:, :11] = 255, 255, 255
+    images = torch.cat([torch.stack(images), noisy])
+    sq = cifar.authors_square(images)
+    for i in range(len(images)):
+        ref = np.clip(_matlab_square(images[i].numpy()), 0, 255)
+        assert np.abs(sq[i].numpy() - ref).max() <= 0.5 + 1e-6, i
+    # Without white the box is the whole image, so the square is the 32 -> 36
+    # bicubic upscale. With torch's kernel (a = -0.75) instead of Matlab's
+    # (-0.5) the same code gives F.interpolate's; the two kernels differ.
+    whole = noisy[3:]
+    torchs = torch.nn.functional.interpolate(whole.float(), size=36, mode="bicubic", align_corners=False)
+    mine = cifar._square_chunk(whole, 36, 4, 250, a=-0.75)
+    assert (mine.float() - torchs.clamp(0, 255)).abs().max() <= 0.5 + 1e-3
+    assert (sq[7].float() - torchs[0].clamp(0, 255)).abs().max() > 2
+
+
+def test_authors_square_all_white_empty_and_chunks(monkeypatch):
+    white = torch.full((2, 3, 32, 32), 255, dtype=torch.uint8)
+    assert torch.all(cifar.authors_square(white) == 255)
+    assert cifar.authors_square(white[:0]).shape == (0, 3, 36, 36)
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (7, 3, 32, 32), dtype=torch.uint8, generator=g)
+    images[::2, :, :6] = 255
+    whole = cifar.authors_square(images)
+    monkeypatch.setattr(cifar, "_AUTHORS_CHUNK", 3)   # the same, three images at a time
+    assert torch.equal(cifar.authors_square(images), whole)
+
+
+def test_authors_augment_flips_then_crops_at_offsets_0_to_3():
+    g = torch.Generator().manual_seed(0)
+    squares = torch.randint(0, 256, (256, 3, 36, 36), dtype=torch.uint8, generator=g)
+    out = cifar.authors_augment(squares, torch.Generator().manual_seed(1))
+    assert out.shape == (256, 3, 32, 32) and out.dtype == torch.uint8
+    assert torch.equal(out, cifar.authors_augment(squares, torch.Generator().manual_seed(1)))
+    assert not torch.equal(out, cifar.authors_augment(squares, torch.Generator().manual_seed(2)))
+    seen = set()
+    for i in range(256):
+        found = [(y, x, f) for f, s in ((False, squares[i]), (True, squares[i].flip(-1)))
+                 for y in range(4) for x in range(4) if torch.equal(out[i], s[:, y:y + 32, x:x + 32])]
+        assert len(found) == 1, i     # exactly one window of the square or its mirror
+        seen.add(found[0])
+    assert {y for y, _, _ in seen} == {x for _, x, _ in seen} == {0, 1, 2, 3}
+    assert {f for _, _, f in seen} == {False, True}
+
+
+def test_authors_test_crop_takes_the_window_at_offset_1():
+    g = torch.Generator().manual_seed(0)
+    squares = torch.randint(0, 256, (3, 3, 36, 36), dtype=torch.uint8, generator=g)
+    out = cifar.authors_test_crop(squares)
+    assert out.shape == (3, 3, 32, 32) and out.dtype == torch.uint8
+    assert torch.equal(out, squares[:, :, 1:33, 1:33])
+
+
+def test_normalize_authors_is_bgr_minus_the_means():
+    images = torch.zeros((2, 3, 4, 4), dtype=torch.uint8)
+    images[1, :, 2, 3] = torch.tensor([10, 20, 30], dtype=torch.uint8)      # R, G, B
+    out = cifar.normalize_authors(images)
+    assert out.dtype == torch.float32 and out.shape == images.shape
+    torch.testing.assert_close(out[1, :, 2, 3], torch.tensor([30 - 125.3, 20 - 123.0, 10 - 113.9]))
+    torch.testing.assert_close(out[0, :, 0, 0], -torch.tensor(cifar.AUTHORS_MEAN_BGR))
+
+
+def test_authors_pipeline_rejects_bad_inputs():
+    good = torch.zeros((2, 3, 32, 32), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="float32"):
+        cifar.authors_square(good.float())
+    with pytest.raises(ValueError, match=r"\(3, 32, 32\)"):
+        cifar.authors_square(good[0])
+    with pytest.raises(ValueError, match=r"\(2, 4, 32, 32\)"):
+        cifar.normalize_authors(torch.zeros((2, 4, 32, 32), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="ndarray"):
+        cifar.normalize_authors(good.numpy())
+    with pytest.raises(ValueError, match="40x40"):
+        cifar.authors_square(torch.zeros((1, 3, 40, 40), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="32x32"):
+        cifar.authors_augment(good)
+    with pytest.raises(ValueError, match="int64"):
+        cifar.authors_test_crop(torch.zeros((1, 3, 36, 36), dtype=torch.int64))

@@ -81,12 +81,18 @@ def test_methods_map_to_the_right_losses():
 
 def test_names_are_unique_and_readable():
     a = dataclasses.replace(ex.PAPER_CIFAR100, method="DM", lam=0.5, beta=8, noise_rate=0.4)
-    assert a.name() == "cifar100_resnet44_sym0.4_DM-lam0.5-beta8_seed123"
+    assert a.name() == "cifar100_resnet44_sym0.4_DM-lam0.5-beta8_noiseseed123_seed123"
     b = dataclasses.replace(a, weight_decay=5e-4)
     assert b.name() != a.name() and b.name().startswith("cifar100_resnet44_sym0.4_DM-lam0.5-beta8_x")
     assert dataclasses.replace(a, noise="asymmetric", noise_rate=0.2).name().startswith(
         "cifar100_resnet44_asy0.2_")
-    assert ex.PAPER_CIFAR100.name() == "cifar100_resnet44_clean_CCE_seed123"
+    assert ex.PAPER_CIFAR100.name() == "cifar100_resnet44_clean_CCE_noiseseed123_seed123"
+    # Both seeds show; the authors' preset is named as such, not by a hash.
+    assert dataclasses.replace(a, seed=4, noise_seed=7).name().endswith("_noiseseed7_seed4")
+    authors = dataclasses.replace(ex.AUTHORS_CIFAR100, method="DM", lam=0.5, beta=8, noise_rate=0.4)
+    assert authors.name() == "cifar100_resnet44_sym0.4_DM-lam0.5-beta8_authors_noiseseed123_seed123"
+    changed = dataclasses.replace(authors, weight_decay=1e-4).name()
+    assert changed.startswith("cifar100_resnet44_sym0.4_DM-lam0.5-beta8_authors_x") and changed != authors.name()
 
 
 def test_table1_configs():
@@ -99,11 +105,18 @@ def test_table1_configs():
             assert (config.noise, config.noise_rate) == (column["noise"], column["rate"])
             assert config.iterations == 30_000 and config.model == "resnet44"
             if row.startswith("DM (lambda"):
-                assert source in ("authors' run folder", "guessed")
+                if column["noise"] == "symmetric":  # traced to the authors' run folder of the cell
+                    assert source.startswith("DerivativeManipulation_Code/CIFAR100_ResNet44_V03_"), source
+                    assert f"Beta{int(config.beta):02d}" in source
+                else:
+                    assert source == ex.GUESSED
             names.add(config.name())
     assert len(names) == 12 * 7
     config, source = ex.table1_config("DM (lambda = 0.5)", {"key": "s0.4", "noise": "symmetric", "rate": 0.4})
-    assert (config.lam, config.beta, source) == (0.5, 8.0, "authors' run folder")
+    assert (config.lam, config.beta) == (0.5, 8.0) and source.endswith("lambda0_5/train_Res44_USW_Beta08_lambda1_0.4")
+    # lambda = 1: the betas of the run folders (6, 8, 8, 2), no longer guesses.
+    betas = [ex.table1_config("DM (lambda = 1)", c)[0].beta for c in table["columns"][:4]]
+    assert betas == [6.0, 8.0, 8.0, 2.0]
 
 
 def test_run_records_what_the_tables_need(data, tmp_path):
@@ -217,6 +230,15 @@ def test_command_line_run(tmp_path):
     assert json.loads((folder / "result.json").read_text())["config"]["beta"] == 4.0
 
 
+def test_command_line_presets():
+    parse = ex._parser().parse_args
+    assert ex.config_from_args(parse([])) == ex.PAPER_CIFAR100
+    authors = ex.config_from_args(parse(["--preset", "authors", "--dataset", "cifar10", "--seed", "3"]))
+    assert authors == dataclasses.replace(ex.AUTHORS_CIFAR10_RESNET56, dataset="cifar10", seed=3)
+    changed = ex.config_from_args(parse(["--preset", "authors", "--weight-decay", "1e-4", "--lr-milestones", "5"]))
+    assert changed == dataclasses.replace(ex.AUTHORS_CIFAR100, weight_decay=1e-4, lr_milestones=(5,))
+
+
 def test_command_line_survives_a_kill(tmp_path):
     """SIGKILL the process after its first checkpoint; a second process
     resumes and ends where an uninterrupted one does."""
@@ -240,8 +262,10 @@ def test_command_line_survives_a_kill(tmp_path):
 
 
 def test_class_balanced_sampler(data, tmp_path, monkeypatch):
-    """sampler="classes": every batch holds 8 images of each of batch/8
-    distinct (noisy) classes."""
+    """sampler="classes", as the authors' Matlab code draws batches: every
+    batch holds 8 distinct images of each of batch/8 distinct (noisy)
+    classes, and the classes are walked in windows through a permutation, so
+    within one sweep (floor(C / P) batches) no class comes twice."""
     seen = []
     real_augment = cifar.augment
 
@@ -250,13 +274,22 @@ def test_class_balanced_sampler(data, tmp_path, monkeypatch):
         return real_augment(images, generator, **kw)
 
     monkeypatch.setattr(cifar, "augment", spy)
-    config = tiny(sampler="classes", batch_size=32, iterations=3, noise_rate=0.0)
+    config = tiny(sampler="classes", batch_size=32, iterations=8, noise_rate=0.0)
     ex.run(config, tmp_path, data, progress=False, eval_train=False)
-    lookup = {data.x_train[i].tobytes(): data.y_train[i] for i in range(len(data.y_train))}
+    seen = seen[:8]
+    lookup = {data.x_train[i].tobytes(): (i, data.y_train[i]) for i in range(len(data.y_train))}
+    per_batch = []
     for batch in seen:
-        labels = np.array([lookup[img.numpy().tobytes()] for img in batch])
+        found = [lookup[img.numpy().tobytes()] for img in batch]
+        images, labels = np.array([f[0] for f in found]), np.array([f[1] for f in found])
         values, counts = np.unique(labels, return_counts=True)
         assert len(values) == 4 and np.all(counts == 8)
+        assert len(np.unique(images)) == 32  # no image twice in a batch
+        per_batch.append(values)
+    # C = 10 classes, P = 4 per batch: sweeps of floor(10 / 4) = 2 batches, 8 distinct classes each.
+    for sweep in range(4):
+        classes = np.concatenate(per_batch[2 * sweep:2 * sweep + 2])
+        assert len(np.unique(classes)) == 8
     with pytest.raises(ValueError, match="divisible by 8"):
         tiny(sampler="classes", batch_size=30)
     with pytest.raises(ValueError, match="sampler must be one of"):
@@ -265,10 +298,13 @@ def test_class_balanced_sampler(data, tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("compile", [False, True])
-def test_cuda_bf16_channels_last_run_and_resume(data, tmp_path, compile):
+def test_cuda_autocast_channels_last_run_and_resume(data, tmp_path, compile):
     config = tiny(method="DM", lam=0.5, beta=8, iterations=12, eval_every=6, checkpoint_every=3)
     whole = ex.run(config, tmp_path / "whole", data, device="cuda", compile=compile, progress=False)
-    assert whole["amp_bf16"] and whole["hardware"] == torch.cuda.get_device_name()
+    # bfloat16 where the GPU has it natively, float16 with a gradient scaler elsewhere (a T4).
+    expected = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    assert whole["precision"] == expected and whole["channels_last"]
+    assert whole["hardware"] == torch.cuda.get_device_name()
     assert ex.run(config, tmp_path / "cut", data, device="cuda", compile=compile,
                   progress=False, stop_at=5) is None
     resumed = ex.run(config, tmp_path / "cut", data, device="cuda", compile=compile, progress=False)
@@ -363,3 +399,94 @@ def test_run_all_runs_loads_and_reports(data, tmp_path, capsys):
     assert "0 of 2 runs already stored" in out and "a 1" in out and "final test accuracy" in out
     again = ex.run_all(configs, tmp_path, data, report=False, progress=False)
     assert again == first and "2 of 2 runs already stored" in capsys.readouterr().out
+
+
+def test_noise_seed_alone_decides_the_noisy_labels(data, tmp_path):
+    """Two training seeds with one noise_seed train on one corruption (and
+    one split); the digest in result.json says so; another noise_seed gives
+    another corruption."""
+    a, b = tiny(seed=1, val_fraction=0.2), tiny(seed=2, val_fraction=0.2)
+    la, lb = ex.training_labels(a, data), ex.training_labels(b, data)
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(x, y)
+    other = ex.training_labels(tiny(seed=1, noise_seed=5, val_fraction=0.2), data)
+    assert not np.array_equal(other[3], la[3])
+    ra = ex.run(dataclasses.replace(a, iterations=2, eval_every=2), tmp_path, data, progress=False,
+                eval_train=False)
+    rb = ex.run(dataclasses.replace(b, iterations=2, eval_every=2), tmp_path, data, progress=False,
+                eval_train=False)
+    assert ra["noisy_labels_sha256"] == rb["noisy_labels_sha256"] == ex.labels_sha256(la[3])
+    assert ra["history"]["train_loss"] != rb["history"]["train_loss"]  # training randomness differs
+    with pytest.raises(ValueError, match="noise_seed must be a non-negative integer, got -1"):
+        tiny(noise_seed=-1)
+
+
+def test_presets_differ_only_where_the_authors_files_say(tmp_path):
+    diff = ex.preset_differences("cifar100")
+    fields = {row[0] for row in diff}
+    assert fields == {"weight_decay", "sampler", "augment", "shortcut", "init", "batchnorm", "bias_lr_mult"}
+    for field, paper, code, source in diff:
+        assert source and source.startswith("DerivativeManipulation_Code/"), field
+    assert ex.AUTHORS_CIFAR100.weight_decay == 5e-4 and ex.AUTHORS_CIFAR100.augment == "authors"
+    # CIFAR-10: 32 classes a batch cannot come from 10, so its batches are uniform.
+    assert ex.AUTHORS_CIFAR10_RESNET56.sampler == "uniform"
+    assert ex.AUTHORS_CIFAR10_RESNET56.model == "resnet56"
+    assert "sampler" not in {row[0] for row in ex.preset_differences("cifar10")}
+    assert ex.preset("authors", "cifar10") is ex.AUTHORS_CIFAR10_RESNET56
+    with pytest.raises(ValueError, match="'caffe'"):
+        ex.preset("caffe")
+    assert "| `augment` | `'pad4'` | `'authors'` |" in ex.preset_differences_markdown()
+
+
+def test_authors_preset_runs_resumes_and_doubles_the_bias_rate(tmp_path):
+    """The authors' preset end to end on fabricated CIFAR-100 (their sampler
+    needs 32 classes): exact resume, and the last layer's bias trained at
+    twice the learning rate (Caffe's lr_mult 2)."""
+    root = tmp_path / "c100"
+    data = cifar.load("cifar100", root, checksums=cifar.fabricate(root, "cifar100", 400, 100))
+    config = dataclasses.replace(ex.AUTHORS_CIFAR100, model="resnet8", iterations=4, eval_every=2,
+                                 checkpoint_every=1, lr_milestones=(3,), method="DM", lam=0.5, beta=8,
+                                 noise_rate=0.4)
+    whole = ex.run(config, tmp_path / "whole", data, progress=False, eval_train=False)
+    assert ex.run(config, tmp_path / "cut", data, progress=False, eval_train=False, stop_at=1) is None
+    state = torch.load(tmp_path / "cut" / config.name() / "checkpoint.pt", weights_only=False)
+    groups = state["optimizer"]["param_groups"]
+    assert groups[1]["lr"] == pytest.approx(2 * groups[0]["lr"]) and len(groups[1]["params"]) == 1
+    resumed = ex.run(config, tmp_path / "cut", data, progress=False, eval_train=False)
+    assert resumed["history"] == whole["history"]
+    assert whole["config"]["augment"] == "authors"
+
+
+def test_precision_choice_and_the_float16_path_on_the_cpu(data, tmp_path):
+    """fp16 autocast with a gradient scaler, as on a T4, run on the CPU
+    (where autocast supports float16 too): it trains, records its precision,
+    and resumes exactly, the scaler's state included."""
+    assert ex.resolve_precision(None, torch.device("cpu")) == "fp32"
+    assert ex.resolve_precision("fp16", torch.device("cpu")) == "fp16"
+    with pytest.raises(ValueError, match="'fp8'"):
+        ex.resolve_precision("fp8", torch.device("cpu"))
+    config = tiny(method="DM", lam=0.5, beta=8, iterations=4, eval_every=2, checkpoint_every=1,
+                  batch_size=16)
+    whole = ex.run(config, tmp_path / "whole", data, precision="fp16", progress=False, eval_train=False)
+    assert whole["precision"] == "fp16" and not whole["channels_last"]
+    assert all(np.isfinite(whole["history"]["train_loss"]))
+    assert ex.run(config, tmp_path / "cut", data, precision="fp16", progress=False, eval_train=False,
+                  stop_at=3) is None
+    state = torch.load(tmp_path / "cut" / config.name() / "checkpoint.pt", weights_only=False)
+    assert "scale" in state["extra"]["grad_scaler"]
+    resumed = ex.run(config, tmp_path / "cut", data, precision="fp16", progress=False, eval_train=False)
+    assert resumed["history"] == whole["history"]
+    fp32 = ex.run(config, tmp_path / "fp32", data, precision="fp32", progress=False, eval_train=False)
+    assert fp32["precision"] == "fp32" and fp32["history"]["train_loss"] != whole["history"]["train_loss"]
+
+
+def test_estimate_and_the_first_evaluation_report(data, tmp_path, capsys):
+    config = tiny(iterations=40, eval_every=20)
+    seconds = ex.estimate_seconds(config, data, device="cpu", steps=2, eval_train=False)
+    assert seconds > 0
+    message = ex.estimate_selection({"a": config, "b": tiny(iterations=40, eval_every=20, seed=9)},
+                                    tmp_path / "sel", data, device="cpu", eval_train=False)
+    assert message.startswith("2 of 2 runs to train; one takes about ") and "in all" in message
+    ex.run(tiny(iterations=4, eval_every=2), tmp_path, data, progress=True, eval_train=False)
+    err = capsys.readouterr()
+    assert "s per 1000 iterations measured here (CPU" in err.out + err.err
