@@ -249,6 +249,11 @@ def stored_config(path) -> None:
     repeat that work; `make book` still executes."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"
+    # jupyter-book resolves local extensions' folders from the config file's
+    # own folder, which is no longer the book's root.
+    extensions = config.get("sphinx", {}).get("local_extensions") or {}
+    for name, folder in extensions.items():
+        extensions[name] = str((ROOT / folder).resolve())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))

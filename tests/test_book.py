@@ -1,6 +1,7 @@
 """The book's own invariants: table of contents, Colab cells, stored outputs."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
@@ -16,11 +17,16 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def toc_files():
+    """Every file in the table of contents: the root, each part's chapters and
+    their sections (a page that belongs to a chapter is listed under it)."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [chapter["file"] for chapter in part["chapters"]]
-    return files
+
+    def entries(items):
+        for item in items:
+            yield item["file"]
+            yield from entries(item.get("sections", []))
+
+    return [toc["root"]] + [f for part in toc.get("parts", []) for f in entries(part["chapters"])]
 
 
 def test_every_notebook_is_in_the_table_of_contents_and_back():
@@ -96,3 +102,33 @@ def test_stored_experiment_outputs_say_what_they_are(path):
         assert "MODE: full" in text and "hardware:" in text
         if "cifar" in path.stem:
             assert "NVIDIA" in text or "GPU" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_title_carries_no_number_of_its_own(path):
+    """_toc.yml numbers the chapters (numbered parts); a number written in
+    the title as well would show twice ("4. 4. From loss to emphasis")."""
+    nb = nbformat.read(path, as_version=4)
+    (title,) = [line for c in nb.cells if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("# ")]
+    assert not re.match(r"# *\d+(\.\d+)*\.? ", title), title
+
+
+def test_bokeh_figures_load_bokehjs_from_the_book_not_a_cdn():
+    """A stored Bokeh figure (bokeh.embed.components) calls BokehJS, which
+    book/_ext/bokehjs_local.py serves from the built site's _static/: the
+    book must work offline, so no stored output may load a script itself."""
+    spec = importlib.util.spec_from_file_location("bokehjs_local", ROOT / "book" / "_ext" / "bokehjs_local.py")
+    extension = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(extension)
+    assert all(source.is_file() for source in extension.bundles().values())
+    pages = []
+    for path in NOTEBOOKS:
+        html = [output["data"]["text/html"] for cell in nbformat.read(path, as_version=4).cells
+                if cell.cell_type == "code" for output in cell.get("outputs", [])
+                if "text/html" in output.get("data", {})]
+        for text in html:
+            if extension.MARKER in text:
+                pages.append(path.stem)
+                assert "<script src" not in text and "cdn.bokeh.org" not in text, path.name
+    assert "04a_emphasis_explorer" in pages
