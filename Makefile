@@ -9,7 +9,7 @@ READY  := $(VENV)/.ready
 BUILD  := $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: book test venv execute sync-colab clean
+.PHONY: book test browser-deps venv execute sync-colab clean
 
 venv: $(READY)
 
@@ -30,10 +30,14 @@ book: $(READY)
 
 # The full suite: pytest for dm, nbval over every notebook (a fresh run must
 # reproduce the stored outputs), the training chapters again under another
-# kernel set, then the book build with warnings as errors.
+# kernel set, then the book build with warnings as errors, and last the built
+# pages opened in headless Chromium (tests/test_browser.py: typeset math,
+# console errors, images, internal links, Colab buttons, screenshots in
+# _build/browser/); the first pass leaves that test out, it needs the site.
 # DM_MODE=smoke: the CIFAR notebooks run a few iterations on fabricated data.
 # The build renders the stored outputs nbval has just checked against a fresh
-# run, rather than executing every notebook a second time.
+# run, rather than executing every notebook a second time, and loads MathJax
+# from a local copy (the published book, `make book`, loads it from a CDN).
 # A seeded run's numbers depend on the CPU's vector kernels (AVX-512, AVX2, ...),
 # so the chapters and tests that train are run a second time with PyTorch's
 # scalar kernels (ATEN_CPU_CAPABILITY=default, on every x86 CPU): a claim that
@@ -42,11 +46,28 @@ book: $(READY)
 # `make test` near 15 minutes on 2 cores, and was checked so by hand.)
 TRAINING := tests/test_training.py notebooks/05_objective.ipynb notebooks/07_digits_reproduction.ipynb
 STORED_CONFIG := _build/stored-outputs-config.yml
-test: $(READY)
-	DM_MODE=smoke $(PY) -m pytest tests notebooks $(NBVAL)
+MATHJAX := _build/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
+test: $(READY) browser-deps
+	DM_MODE=smoke $(PY) -m pytest tests notebooks $(NBVAL) --ignore=tests/test_browser.py
 	ATEN_CPU_CAPABILITY=default DM_MODE=smoke $(PY) -m pytest $(TRAINING) $(NBVAL)
-	$(PY) scripts/notebooks.py stored-config $(STORED_CONFIG)
+	$(PY) scripts/notebooks.py stored-config $(STORED_CONFIG) --mathjax $(MATHJAX)
 	@$(BUILD) --config $(STORED_CONFIG) || { cat _build/html/reports/*.log 2>/dev/null; exit 1; }
+	BOOK_HTML=_build/html $(PY) -m pytest tests/test_browser.py -s
+
+# What tests/test_browser.py needs besides selenium (in requirements.txt):
+# Debian's Chromium and its driver, installed with apt-get (as root, as in CI)
+# only when one is missing, and MathJax 3 from npm (into the ignored _build/),
+# only when missing; npm itself comes from apt-get where it is missing.
+browser-deps: $(MATHJAX)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  apt-get update -q && apt-get install -y -q chromium chromium-driver || \
+	  { echo "browser-deps: install chromium and chromium-driver (apt-get, as root)"; exit 1; }; \
+	fi
+
+$(MATHJAX):
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; } || \
+	  { echo "browser-deps: install npm (apt-get, as root)"; exit 1; }
+	npm install --prefix _build/mathjax --no-audit --no-fund mathjax@3
 
 # Re-execute notebooks and store their outputs: make execute NB=notebooks/01_softmax.ipynb
 execute: $(READY)

@@ -3,7 +3,9 @@
     python scripts/notebooks.py sync-colab            # rewrite every notebook's Colab cell
                                                       # and the README's links
     python scripts/notebooks.py execute NB [NB ...]   # run notebooks, store their outputs
-    python scripts/notebooks.py stored-config PATH    # _config.yml, but render stored outputs
+    python scripts/notebooks.py stored-config PATH [--mathjax JS]
+                                                      # _config.yml, but render stored outputs
+                                                      # (and load MathJax from a local copy)
     python scripts/notebooks.py check-publishable [--repository OWNER/NAME]
                                                       # fail unless the book names its real home
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -241,12 +244,19 @@ def execute(paths) -> None:
         print(f"executed {path.relative_to(ROOT)} in {time.perf_counter() - start:.1f} s")
 
 
-def stored_config(path) -> None:
+def stored_config(path, mathjax=None) -> None:
     """Write a copy of `_config.yml` that renders the notebooks' stored
     outputs instead of executing them. `make test` builds the book with it
     right after nbval has re-executed every notebook and checked that its
     stored outputs are current, so executing them all again would only
-    repeat that work; `make book` still executes."""
+    repeat that work; `make book` still executes.
+
+    ``mathjax``: a local MathJax 3 ``es5/tex-mml-chtml.js`` (the npm package
+    ``mathjax@3``). Its ``es5`` folder (the fonts and the extensions it loads
+    on demand sit beside it) is copied next to the config and served from the
+    site's ``_static/mathjax/``, so tests/test_browser.py can check typeset
+    math without the CDN that `_config.yml` (the published book) loads it
+    from."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"
     # jupyter-book resolves local extensions' folders from the config file's
@@ -256,6 +266,16 @@ def stored_config(path) -> None:
         extensions[name] = str((ROOT / folder).resolve())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mathjax is not None:
+        script = Path(mathjax).resolve()
+        if not script.is_file():
+            raise SystemExit(f"--mathjax: no such file {script} (`make browser-deps` installs it)")
+        static = path.parent / "mathjax-static"
+        shutil.rmtree(static, ignore_errors=True)
+        shutil.copytree(script.parent, static / "mathjax")
+        sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+        sphinx["html_static_path"] = [str(static.resolve())]
+        sphinx["mathjax_path"] = f"mathjax/{script.name}"  # relative to _static/
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -270,5 +290,7 @@ if __name__ == "__main__":
         execute(args or NOTEBOOKS)
     elif command == "stored-config" and len(args) == 1:
         stored_config(args[0])
+    elif command == "stored-config" and len(args) == 3 and args[1] == "--mathjax":
+        stored_config(args[0], mathjax=args[2])
     else:
         raise SystemExit(__doc__)
