@@ -48,7 +48,7 @@ TRAINING := tests/test_training.py notebooks/05_objective.ipynb notebooks/07_dig
 STORED_CONFIG := _build/stored-outputs-config.yml
 MATHJAX := _build/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
 test: $(READY) browser-deps
-	DM_MODE=smoke $(PY) -m pytest tests notebooks $(NBVAL) --ignore=tests/test_browser.py
+	DM_MODE=smoke $(PY) -m pytest tests notebooks $(NBVAL) --ignore=tests/test_browser.py --durations=15
 	ATEN_CPU_CAPABILITY=default DM_MODE=smoke $(PY) -m pytest $(TRAINING) $(NBVAL)
 	$(PY) scripts/notebooks.py stored-config $(STORED_CONFIG) --mathjax $(MATHJAX)
 	@$(BUILD) --config $(STORED_CONFIG) || { cat _build/html/reports/*.log 2>/dev/null; exit 1; }
