@@ -28,7 +28,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional
 
 from . import authors, experiments, sentiment
 from .experiments import Config
@@ -42,6 +42,8 @@ __all__ = [
     "authors_logs_markdown",
     "table5_rows", "table5_columns", "table5_config", "table5_cells", "table5_markdown",
     "imbalance_markdown", "DEGENERATE",
+    "RESULT_TABLES", "load_results", "Group", "Sorted", "sort_results", "results_markdown",
+    "runs_markdown", "left_out_markdown",
 ]
 
 DATA = Path(__file__).with_name("data") / "paper_tables.json"
@@ -474,3 +476,165 @@ def imbalance_markdown(results: Iterable[dict] = (), features: str = "",
     return legend + "\n\n" + _markdown(
         ["data", "method", "accuracy", "balanced accuracy", "recall negative", "recall positive"],
         rows, ["l", "l", "r", "r", "r", "r"])
+
+
+# --- the book's results folder: full runs beside the paper ---------------------------
+
+# The tables a stored result can be put in, in the book's order.
+RESULT_TABLES = ("table1", "table9", "table5")
+_PRESET_NAMES = {("table1", "paper"): "PAPER_CIFAR100", ("table1", "authors"): "AUTHORS_CIFAR100",
+                 ("table9", "paper"): "PAPER_CIFAR10_RESNET56",
+                 ("table9", "authors"): "AUTHORS_CIFAR10_RESNET56"}
+_CIFAR_TABLES = {"cifar100": "table1", "cifar10": "table9"}
+
+
+def load_results(folder) -> list:
+    """Every ``result.json`` under ``folder``, at any depth (the book keeps
+    them as ``results/<experiment>/<run name>/result.json``; see
+    ``results/README.md``), in the order of their paths. Each is the dict
+    `dm.experiments.run` or `dm.sentiment.run` wrote, with ``"result_file"``
+    added: its path relative to ``folder``. ``[]`` where ``folder`` does not
+    exist; a file that is not a result dict raises, naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    results = []
+    for path in sorted(folder.rglob("result.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(result, dict) or not isinstance(result.get("config"), dict):
+            raise ValueError(f"{path} is not a result file (a dict with a 'config' dict)")
+        result["result_file"] = path.relative_to(folder).as_posix()
+        results.append(result)
+    return results
+
+
+class Group(NamedTuple):
+    """Results that belong in one table built from one base configuration."""
+    table: str      # "table1", "table9" or "table5"
+    label: str      # the preset ("paper", "authors"); for Table 5 the features' key
+    base: object    # the base configuration (a dm.experiments or dm.sentiment Config)
+    results: list   # the results, each in a cell of its own
+
+
+class Sorted(NamedTuple):
+    """What `sort_results` makes of a list of results."""
+    groups: list    # Group records, by table (RESULT_TABLES) and preset ("paper" first)
+    left_out: list  # (result, why it is in no table)
+
+
+def _candidates(config: dict):
+    # (table, label, base, cells) of every table and base a config could belong to.
+    if config.get("dataset") in _CIFAR_TABLES:  # a dm.experiments.Config
+        table = _CIFAR_TABLES[config["dataset"]]
+        for name in ("paper", "authors"):
+            base = experiments.preset(name, config["dataset"])
+            yield table, name, base, (_table1_cells(base) if table == "table1" else _table9_cells(base))
+    elif isinstance(config.get("features"), str):  # a dm.sentiment.Config
+        yield "table5", config["features"], sentiment.PAPER_IMDB, _table5_cells(config["features"],
+                                                                              sentiment.PAPER_IMDB)
+
+
+def sort_results(results: Iterable[dict]) -> Sorted:
+    """Group ``results`` by the table and the base configuration (preset) they
+    were trained from: a CIFAR-100 result whose config is a Table 1 cell's
+    built from `dm.experiments.PAPER_CIFAR100` goes to ("table1", "paper"),
+    from `AUTHORS_CIFAR100` to ("table1", "authors"); CIFAR-10 likewise to
+    Table 9; an IMDB result to ("table5", its features' key), built from
+    `dm.sentiment.PAPER_IMDB`. Nothing raises: results of smoke runs
+    (`is_full`), results whose config is no cell of any table (changed
+    settings, another seed, the digits stand-in) and second results for a
+    cell already taken are left out, each with the reason."""
+    groups, taken, left_out = {}, {}, []
+    for result in results:
+        config = result.get("config")
+        if not is_full(result):
+            left_out.append((result, f"not a full run (mode {result.get('mode')!r}"
+                                     + (", fabricated data)" if result.get("fabricated_data") else ")")))
+            continue
+        if not isinstance(config, dict):
+            left_out.append((result, "no config recorded"))
+            continue
+        key = _config_key(config)
+        for table, label, base, cells in _candidates(config):
+            cell = cells.get(key)
+            if cell is not None:
+                break
+        else:
+            left_out.append((result, "its config is no cell of Table 1, 9 or 5 built from a preset "
+                                     "(changed settings?)"))
+            continue
+        first = taken.setdefault((table, label, cell), result)
+        if first is not result:
+            left_out.append((result, f"a second result for the cell {cell} of {table} ({label}); "
+                                     f"the first: {first.get('result_file', first.get('name'))}"))
+            continue
+        groups.setdefault((table, label), Group(table, label, base, [])).results.append(result)
+    order = sorted(groups, key=lambda k: (RESULT_TABLES.index(k[0]), k[1] != "paper", k[1]))
+    return Sorted([groups[k] for k in order], left_out)
+
+
+def _hours(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return NOT_RECORDED
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def runs_markdown(results: Iterable[dict]) -> str:
+    """Where, how long and how each result was run, as a Markdown table: its
+    file (or name), mode, hardware, training time (``wall_seconds``, all
+    sessions of the run), precision and torch version ("n/r" where the result
+    does not record one: IMDB runs record no precision)."""
+    rows = [[f"`{r.get('result_file', r.get('name', '?'))}`", str(r.get("mode", NOT_RECORDED)),
+             str(r.get("hardware", NOT_RECORDED)), _hours(r.get("wall_seconds")),
+             str(r.get("precision") or NOT_RECORDED), str(r.get("torch", NOT_RECORDED))]
+            for r in results]
+    return _markdown(["run", "mode", "hardware", "training time", "precision", "torch"], rows,
+                     ["l", "l", "l", "r", "l", "l"])
+
+
+def _group_heading(group: Group, cells: int) -> str:
+    if group.table == "table5":
+        what = f"paragraph vectors `{group.label[:8] or 'none'}`, the paper's settings (`PAPER_IMDB`)"
+    else:
+        what = f"preset {group.label!r} (`{_PRESET_NAMES[group.table, group.label]}`)"
+    return f"**{what}: {len(group.results)} of {cells} cells run.**"
+
+
+def results_markdown(results: Iterable[dict], table: str) -> str:
+    """``table`` ("table1", "table9" or "table5") with the full-mode results
+    among ``results`` beside the paper's numbers (`sort_results`): one table
+    per preset (per paragraph vectors for Table 5) that has results, each
+    followed by its runs (`runs_markdown`); for Table 5 also the imbalance
+    rows in detail (`imbalance_markdown`). With no full-mode result for the
+    table, the paper's numbers alone under a line that says so."""
+    if table not in RESULT_TABLES:
+        raise ValueError(f"table must be one of {list(RESULT_TABLES)}, got {table!r}")
+    render = {"table1": table1_markdown, "table9": table9_markdown,
+              "table5": lambda rs, base: table5_markdown(rs, rs[0]["config"]["features"] if rs else "", base)}
+    groups = [g for g in sort_results(results).groups if g.table == table]
+    if not groups:
+        default = {"table1": experiments.PAPER_CIFAR100, "table9": experiments.PAPER_CIFAR10_RESNET56,
+                   "table5": sentiment.PAPER_IMDB}[table]
+        return ("No full run of this table has been stored yet: the paper's numbers are the target.\n\n"
+                + render[table]([], default))
+    cells = {"table1": _table1_cells, "table9": _table9_cells}
+    parts = []
+    for group in groups:
+        count = (len(_table5_cells(group.label, group.base)) if table == "table5"
+                 else len(cells[table](group.base)))
+        parts += [_group_heading(group, count), render[table](group.results, group.base)]
+        if table == "table5" and any(r["config"]["imbalance"] > 1 for r in group.results):
+            parts.append(imbalance_markdown(group.results, group.label, group.base))
+        parts.append(runs_markdown(group.results))
+    return "\n\n".join(parts)
+
+
+def left_out_markdown(results: Iterable[dict]) -> str:
+    """The results `sort_results` puts in no table, each with the reason, as
+    a Markdown table; a sentence where there are none."""
+    left_out = sort_results(results).left_out
+    if not left_out:
+        return "Every stored result is in a table above."
+    rows = [[f"`{r.get('result_file', r.get('name', '?'))}`", why] for r, why in left_out]
+    return (f"{len(left_out)} stored result(s) in no table:\n\n"
+            + _markdown(["run", "why it is in no table"], rows, ["l", "l"]))

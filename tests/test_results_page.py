@@ -1,0 +1,121 @@
+"""The results page's loader (dm.paper.load_results, sort_results,
+results_markdown): stored result files land in the right cell of the right
+preset's table, with their hardware; anything else is listed, never dropped."""
+
+import dataclasses
+import json
+import re
+
+import pytest
+
+from dm import experiments, paper, sentiment
+
+from test_paper import fake_result, grid
+
+GPU = "NVIDIA H100 80GB HBM3"
+
+
+def paper_value(row, key):
+    keys = [c["key"] for c in paper.table1_columns()]
+    return paper.table("table1")["rows"][row][keys.index(key)]
+
+
+def store(folder, experiment, result):
+    path = folder / experiment / result["name"] / "result.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(result))
+    return path
+
+
+def full(config, **values):
+    return fake_result(config, hardware=GPU, wall_seconds=5400.0, precision="bf16",
+                       torch="2.5.0", fabricated_data=False, **values)
+
+
+def test_no_folder_or_no_files_gives_the_paper_alone(tmp_path):
+    assert paper.load_results(tmp_path / "missing") == []
+    (tmp_path / "README.md").write_text("nothing here")
+    assert paper.load_results(tmp_path) == []
+    for table in paper.RESULT_TABLES:
+        text = paper.results_markdown([], table)
+        assert text.startswith("No full run of this table has been stored yet")
+        assert not re.search(r"/ \d", text)  # no "ours" number in any cell
+    assert paper.left_out_markdown([]) == "Every stored result is in a table above."
+
+
+def test_a_stored_full_run_lands_in_its_cell_with_its_hardware(tmp_path):
+    config = paper.table1_config("DM (lambda = 0.5)", "s0.4")
+    store(tmp_path, "cifar100_table1", full(config, best_test_accuracy=0.612, final_test_accuracy=0.598))
+    results = paper.load_results(tmp_path)
+    assert [r["result_file"] for r in results] == [f"cifar100_table1/{config.name()}/result.json"]
+    text = paper.results_markdown(results, "table1")
+    assert "preset 'paper' (`PAPER_CIFAR100`): 1 of 84 cells run" in text
+    cells = grid(text.split("\n\n")[2])
+    assert cells["DM (lambda = 0.5)", "s0.4"] == "61.0 / 61.2 (59.8)"
+    assert cells["CCE", "s0.4"] == f"{paper_value('CCE', 's0.4'):.1f} / —"
+    assert GPU in text and "1.50 h" in text and "bf16" in text and "| full |" in text
+    # Only Table 1 holds it.
+    assert paper.results_markdown(results, "table9").startswith("No full run")
+    assert paper.left_out_markdown(results) == "Every stored result is in a table above."
+
+
+def test_presets_get_tables_of_their_own_and_the_rest_is_listed(tmp_path):
+    cell = ("CCE", "s0.4")
+    authors = paper.table1_config(*cell, base=experiments.AUTHORS_CIFAR100)
+    ours = paper.table1_config(*cell)
+    store(tmp_path, "cifar100_table1", full(ours, best_test_accuracy=0.30))
+    store(tmp_path, "cifar100_table1", full(authors, best_test_accuracy=0.40))
+    changed = dataclasses.replace(ours, seed=7)
+    store(tmp_path, "cifar100_table1", full(changed))
+    smoke = dataclasses.replace(ours, iterations=4)
+    store(tmp_path, "cifar100_table1", fake_result(smoke, mode="smoke", fabricated_data=True))
+    row = paper.table9_rows()[0]
+    store(tmp_path, "cifar10_resnet56", full(paper.table9_config(row)))
+    # A copy of the same run in another folder: a second result for one cell.
+    duplicate = full(ours, best_test_accuracy=0.31)
+    (tmp_path / "copy" / "result.json").parent.mkdir()
+    (tmp_path / "copy" / "result.json").write_text(json.dumps(duplicate))
+
+    results = paper.load_results(tmp_path)
+    sorted_ = paper.sort_results(results)
+    assert [(g.table, g.label, len(g.results)) for g in sorted_.groups] == [
+        ("table1", "paper", 1), ("table1", "authors", 1), ("table9", "paper", 1)]
+    assert sorted_.groups[1].base == experiments.AUTHORS_CIFAR100
+    reasons = {r["result_file"].split("/")[-2]: why for r, why in sorted_.left_out}
+    assert set(reasons) == {changed.name(), smoke.name(), "copy"}
+    assert "no cell" in reasons[changed.name()]
+    assert "not a full run" in reasons[smoke.name()]
+    assert "a second result" in reasons["copy"]
+
+    text = paper.results_markdown(results, "table1")
+    paper_table, authors_table = (grid(t) for t in text.split("\n\n") if t.startswith("| method"))
+    assert paper_table[cell] == f"{paper_value(*cell):.1f} / 30.0 (40.0)"
+    assert authors_table[cell] == f"{paper_value(*cell):.1f} / 40.0 (40.0)"
+    assert "`AUTHORS_CIFAR100`" in text
+    nine = grid(paper.results_markdown(results, "table9").split("\n\n")[2])
+    assert nine[f"{row['rate']:g} {row['model']}", "best"].endswith(" / 50.0")
+    left = paper.left_out_markdown(results)
+    assert left.startswith("3 stored result(s) in no table") and changed.name() in left
+
+
+def test_imdb_results_go_to_table5_and_its_imbalance_rows(tmp_path):
+    features = "abcdef0123456789"
+    config = sentiment.table5_config("P-N 10:1", "DM", features)
+    store(tmp_path, "imdb", fake_result(
+        config, hardware="CPU (test)", wall_seconds=60.0, fabricated_data=False,
+        final_test_accuracy=0.7, final_test_balanced_accuracy=0.7,
+        final_test_recall_negative=0.5, final_test_recall_positive=0.9))
+    text = paper.results_markdown(paper.load_results(tmp_path), "table5")
+    assert "paragraph vectors `abcdef01`" in text and "1 of 49 cells run" in text
+    assert grid(text.split("\n\n")[2])["P-N 10:1", "DM"].endswith(" / 70.0")
+    assert "| P-N 10:1 | DM | 70.0 | 70.0 | 50.0 | 90.0 |" in text
+    assert "CPU (test)" in text and "1.0 min" in text and "n/r" in text  # IMDB runs record no precision
+
+
+def test_a_file_that_is_no_result_raises_naming_it(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "result.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="x/result.json is not a result file"):
+        paper.load_results(tmp_path)
+    with pytest.raises(ValueError, match="table must be one of"):
+        paper.results_markdown([], "table2")
