@@ -47,7 +47,7 @@ book: $(READY)
 # The second pass runs alongside the first (its output is printed after it):
 # much of the first pass keeps one core only (sympy, small tests), so the two
 # together take less time than one after the other.
-TRAINING := tests/test_training.py notebooks/05_objective.ipynb notebooks/07_digits_reproduction.ipynb
+TRAINING := tests/test_training.py notebooks/05_objective.ipynb notebooks/07_digits_reproduction.ipynb notebooks/11_rebuttal.ipynb
 STORED_CONFIG := _build/stored-outputs-config.yml
 SECOND_PASS_LOG := _build/second-pass.log
 MATHJAX := _build/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js

@@ -29,6 +29,7 @@ from . import _checks, losses, noise, packed
 from . import weights as _weights
 
 __all__ = ["Digits", "load", "mlp", "fit_measures", "measure", "train", "HISTORY", "Setting", "Run", "train_runs", "train_many",
+           "label_probabilities",
            "selection_split", "select_and_retrain", "select_and_retrain_many"]
 
 NUM_CLASSES = 10
@@ -75,9 +76,15 @@ def load(noise_rate: float = 0.0, seed: int = 0, test_fraction: float = 0.3,
 
 
 def mlp(hidden: int = 64, seed: int = 0) -> nn.Sequential:
-    """A 64-``hidden``-10 ReLU network, initialised from ``seed``."""
+    """A 64-``hidden``-10 ReLU network, initialised from ``seed``; with
+    ``hidden=0``, a linear model (one ``Linear(64, 10)`` layer, softmax
+    regression)."""
+    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 0:
+        raise ValueError(f"hidden must be an integer >= 0, got {hidden!r}")
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the global RNG
         torch.manual_seed(seed)
+        if hidden == 0:
+            return nn.Sequential(nn.Linear(64, NUM_CLASSES))
         return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES))
 
 
@@ -228,11 +235,43 @@ def train_runs(runs: Sequence[Run], steps: int = 1000, lr: float = 0.01, momentu
     acts elementwise, so each update is the one the model would get alone.
     Runs that share their data and seed share each batch's gather.
 
+    ``hidden=0`` trains linear models (`mlp`).
+
     Returns K independent trained copies of the MLP.
     """
+    return _train_runs(runs, steps, lr, momentum, weight_decay, batch_size, hidden)[0]
+
+
+def label_probabilities(runs: Sequence[Run], record_at: Sequence[int], steps: int | None = None,
+                        **train_kwargs) -> tuple[list[nn.Sequential], torch.Tensor]:
+    """Train ``runs`` as `train_runs` does and record, after each step in
+    ``record_at`` (0 is the initialisation), every run's softmax probability
+    of each of its training examples' labels: ``p`` of ``run.y`` (the noisy
+    labels, the ones trained on) on ``run.x``, from which `dm.weights` gives
+    each example's weight (the L1 norm of the loss's derivative with respect
+    to the logits).
+
+    ``steps`` defaults to the largest of ``record_at``; ``train_kwargs`` go to
+    `train_runs` (``lr``, ``hidden``, ...). Recording does not change the
+    training: the models are those `train_runs` returns.
+
+    Returns the trained models and a float64 tensor ``[len(record_at), K, N]``.
+    """
+    record_at = [int(s) for s in record_at]
+    steps = max(record_at) if steps is None else steps
+    if not record_at or min(record_at) < 0 or max(record_at) > steps:
+        raise ValueError(f"record_at must lie in [0, steps={steps}], got {record_at}")
+    models, records = _train_runs(runs, steps, record_at=record_at, **train_kwargs)
+    return models, torch.stack([records[s] for s in record_at]) if runs else torch.empty(len(record_at), 0, 0)
+
+
+def _train_runs(runs, steps=1000, lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=128, hidden=64,
+                record_at=()):
+    """`train_runs`, and the probabilities `label_probabilities` records:
+    ``(models, {step: [K, N] float64})``."""
     runs = [Run(*run) for run in runs]
     if len(runs) == 0:
-        return []
+        return [], {}
     sizes = {len(run.y) for run in runs}
     if len(sizes) != 1 or any(len(run.x) != len(run.y) for run in runs):
         raise ValueError(f"every run needs the same number of examples in x and y, got {sorted(sizes)}")
@@ -255,12 +294,25 @@ def train_runs(runs: Sequence[Run], steps: int = 1000, lr: float = 0.01, momentu
               for name, _ in models[0].named_parameters()}
 
     def forward(inputs):  # [B, 64] (shared) or [K, B, 64] -> [K, B, 10]
-        hidden_layer = torch.relu(torch.matmul(inputs, params["0.weight"].mT) + params["0.bias"][:, None])
-        return torch.matmul(hidden_layer, params["2.weight"].mT) + params["2.bias"][:, None]
+        first = torch.matmul(inputs, params["0.weight"].mT) + params["0.bias"][:, None]
+        if hidden == 0:
+            return first
+        return torch.matmul(torch.relu(first), params["2.weight"].mT) + params["2.bias"][:, None]
+
+    record_at, records = set(record_at), {}
+
+    def record(step):
+        if step in record_at:
+            with torch.no_grad():
+                x_runs, y_runs = x_all[run_data[:, 0]], y_all[run_data[:, 0]]  # [K, N, 64], [K, N]
+                p = torch.softmax(forward(x_runs).double(), -1)
+                records[step] = p.gather(-1, y_runs[..., None])[..., 0]
+
+    record(0)
 
     criterion = packed.Stacked([run.loss for run in runs])
     optimiser = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         batches = torch.stack([next(stream) for stream in streams])  # [S, B]
         if shared:
             inputs, targets = x_all[0, batches[0]], y_all[0, batches[0]]
@@ -270,11 +322,12 @@ def train_runs(runs: Sequence[Run], steps: int = 1000, lr: float = 0.01, momentu
         optimiser.zero_grad(set_to_none=True)
         criterion(forward(inputs), targets).sum().backward()
         optimiser.step()
+        record(step)
     with torch.no_grad():
         for k, model in enumerate(models):
             for name, parameter in model.named_parameters():
                 parameter.copy_(params[name][k])
-    return models
+    return models, records
 
 
 def train_many(loss_modules: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
