@@ -99,12 +99,12 @@ class Step:
         self.model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
         self.loss_fn, self.device, self.memory_format = loss_fn, device, memory_format
-        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.precision = precision
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     def __call__(self, x, y):
         x = x.contiguous(memory_format=self.memory_format)
-        with torch.autocast(self.device.type, self.autocast or torch.float32, enabled=self.autocast is not None):
+        with dm.experiments.autocast(self.device, self.precision):
             logits = self.model(x)
         loss = self.loss_fn(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)

@@ -50,7 +50,8 @@ from .resnet import BATCHNORMS, INITS, depth_of, resnet
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "AUTHORS_CIFAR100",
     "AUTHORS_CIFAR10_RESNET56", "PRESETS", "AUTHORS_SOURCES", "preset", "preset_differences",
-    "preset_differences_markdown", "PRECISIONS", "resolve_precision", "estimate_seconds", "estimate_selection",
+    "preset_differences_markdown", "PRECISIONS", "AUTOCAST_DTYPES", "autocast", "resolve_precision",
+    "estimate_seconds", "estimate_selection",
     "TABLE1_ROWS", "TABLE1_DM_BETA", "table1_config", "make_loss", "lr_at", "run", "load_result", "select_on_validation",
     "smoke_config", "mode", "notebook_setup", "NotebookSetup", "run_all", "mode_banner", "describe_runs",
     "main",
@@ -343,7 +344,14 @@ def resolve_precision(precision: Optional[str], device: torch.device) -> str:
     return precision
 
 
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of ``precision`` on ``device`` (a no-op for
+    "fp32"): what the trainer, its evaluator and the benchmark run under."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    return torch.autocast(device.type, dtype or torch.float32, enabled=dtype is not None)
 
 
 class _Inputs:
@@ -395,8 +403,7 @@ class _Evaluator:
         predicted, p = [], []
         for start in range(0, len(labels), self.batch_size):
             x = self.inputs.test(images[start:start + self.batch_size])
-            with torch.autocast(self.device.type, _AUTOCAST.get(self.precision, torch.float32),
-                                enabled=self.precision in _AUTOCAST):
+            with autocast(self.device, self.precision):
                 logits = self.model(x).float()
             y = labels[start:start + self.batch_size]
             predicted.append(logits.argmax(1))
@@ -489,9 +496,8 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         raise ValueError(f"data is {data.name} but config.dataset is {config.dataset}")
     device = runs.resolve_device(device)
     precision = resolve_precision(precision, device)
-    autocast = _AUTOCAST.get(precision)
     # Channels-last pays off only with the tensor cores' half-precision kernels.
-    memory_format = (torch.channels_last if device.type == "cuda" and autocast is not None
+    memory_format = (torch.channels_last if device.type == "cuda" and precision in AUTOCAST_DTYPES
                      else torch.contiguous_format)
     if device.type == "cuda":
         # Fixed input shapes: let cuDNN pick its fastest kernels once. (Results
@@ -548,26 +554,19 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
                 measured[f"mean_p_{name}"] = mean(p[mask])
         return measured
 
-    batches_per_epoch = n // config.batch_size
     class_batch = (_class_batches(y_train, num_classes, config.batch_size, device)
                    if config.sampler == "classes" else None)
-    order = {"epoch": -1, "indices": None}
+    uniform_batch = runs.epoch_batches(config.seed, n, config.batch_size, device)
     augment_generator = torch.Generator(device=device)
-    order_generator = torch.Generator()
 
     def step(it: int) -> torch.Tensor:
         augment_generator.manual_seed(runs.seed_at(config.seed, it))
         if class_batch is not None:
             idx = class_batch(it, config.seed, augment_generator)
         else:
-            epoch, k = divmod(it, batches_per_epoch)
-            if epoch != order["epoch"]:
-                order_generator.manual_seed(runs.seed_at(config.seed, epoch))
-                order["indices"] = torch.randperm(n, generator=order_generator).to(device)
-                order["epoch"] = epoch
-            idx = order["indices"][k * config.batch_size:(k + 1) * config.batch_size]
+            idx = uniform_batch(it)
         x = inputs.train(x_train[idx], augment_generator)
-        with torch.autocast(device.type, autocast or torch.float32, enabled=autocast is not None):
+        with autocast(device, precision):
             logits = forward(x)
         loss = loss_fn(logits.float(), y_train[idx])
         optimizer.zero_grad(set_to_none=True)

@@ -41,7 +41,7 @@ import torch
 from . import _checks
 
 __all__ = [
-    "seed_at", "short_hash", "method_tag", "changes_tag", "atomic_write", "load_result", "resolve_device", "hardware",
+    "seed_at", "epoch_batches", "short_hash", "method_tag", "changes_tag", "atomic_write", "load_result", "resolve_device", "hardware",
     "synchronize", "Trained", "train", "finish", "run_all", "mode", "mode_banner", "describe_runs",
 ]
 
@@ -52,6 +52,28 @@ def seed_at(seed: int, position: int, stream: int = 0) -> int:
     randomness drawn at the same position apart (2**48 apart, beyond any
     ``seed * 1_000_003 + position`` of a real run)."""
     return seed * 1_000_003 + position + stream * 2 ** 48
+
+
+def epoch_batches(seed: int, n: int, batch_size: int, device) -> Callable[[int], torch.Tensor]:
+    """The uniform sampler the trainers share: ``batch(it)`` is the index
+    tensor (on ``device``) of iteration ``it``'s batch, the ``k``-th slice of
+    ``batch_size`` of epoch ``e``'s permutation of ``range(n)``, where ``e, k
+    = divmod(it, n // batch_size)`` and the permutation comes from a generator
+    seeded with ``seed_at(seed, e)``: a function of the position alone, so a
+    resumed run draws the same batches. One permutation is kept at a time."""
+    per_epoch = n // batch_size
+    generator = torch.Generator()
+    order = {"epoch": -1, "indices": None}
+
+    def batch(it: int) -> torch.Tensor:
+        epoch, k = divmod(it, per_epoch)
+        if epoch != order["epoch"]:
+            generator.manual_seed(seed_at(seed, epoch))
+            order["indices"] = torch.randperm(n, generator=generator).to(device)
+            order["epoch"] = epoch
+        return order["indices"][k * batch_size:(k + 1) * batch_size]
+
+    return batch
 
 
 def short_hash(obj) -> str:

@@ -297,17 +297,10 @@ def run(config: Config, runs_dir, data: Dataset, *, device=None, progress: bool 
                 "train_accuracy_noisy_labels": mean(on_train == y_train),
                 "train_accuracy_clean_labels": mean(on_train == y_clean)}
 
-    batches_per_epoch = n // config.batch_size
-    order = {"epoch": -1, "indices": None}
-    order_generator = torch.Generator()
+    batch = runs.epoch_batches(config.seed, n, config.batch_size, device)
 
     def step(it: int) -> torch.Tensor:
-        epoch, k = divmod(it, batches_per_epoch)
-        if epoch != order["epoch"]:
-            order_generator.manual_seed(runs.seed_at(config.seed, epoch))
-            order["indices"] = torch.randperm(n, generator=order_generator).to(device)
-            order["epoch"] = epoch
-        idx = order["indices"][k * config.batch_size:(k + 1) * config.batch_size]
+        idx = batch(it)
         loss = loss_fn(model(x_train[idx]), y_train[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
