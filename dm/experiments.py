@@ -43,16 +43,17 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-from . import _checks, authors, cifar, losses, noise, runs
+from . import _checks, authors, cifar, losses, noise, packed, runs
+from .packed import split_state
 from .runs import describe_runs, load_result, mode, mode_banner
-from .resnet import BATCHNORMS, INITS, depth_of, resnet
+from .resnet import BATCHNORMS, INITS, PackedResNet, depth_of, resnet
 
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "AUTHORS_CIFAR100",
     "AUTHORS_CIFAR10_RESNET56", "PRESETS", "AUTHORS_SOURCES", "preset", "preset_differences",
     "preset_differences_markdown", "PRECISIONS", "AUTOCAST_DTYPES", "autocast", "resolve_precision",
     "estimate_seconds", "estimate_selection",
-    "TABLE1_ROWS", "TABLE1_DM_BETA", "table1_config", "make_loss", "lr_at", "run", "load_result", "select_on_validation",
+    "TABLE1_ROWS", "TABLE1_DM_BETA", "table1_config", "make_loss", "lr_at", "run", "run_packed", "PACKABLE_FIELDS", "pack_difference", "packs", "load_result", "select_on_validation",
     "smoke_config", "mode", "notebook_setup", "NotebookSetup", "run_all", "mode_banner", "describe_runs",
     "main",
 ]
@@ -389,7 +390,8 @@ _TRAIN_MEASURES = ("train_accuracy_noisy_labels", "train_accuracy_clean_labels",
 
 
 class _Evaluator:
-    """Accuracy and mean p of the labelled class, without augmentation."""
+    """Accuracy and mean p of the labelled class, without augmentation, for
+    a model or a pack of K (`dm.resnet.PackedResNet`)."""
 
     def __init__(self, model, inputs: _Inputs, device, precision: str, batch_size=1000):
         self.model, self.inputs, self.device = model, inputs, device
@@ -397,19 +399,25 @@ class _Evaluator:
 
     @torch.no_grad()
     def predictions(self, images: torch.Tensor, labels: torch.Tensor):
-        """(predicted class, p of ``labels``) for every image, as device tensors."""
+        """(predicted class, p of ``labels``), each ``[K, n]`` (K = 1 for one
+        model) for every image, as device tensors."""
         was_training = self.model.training
         self.model.eval()
         predicted, p = [], []
         for start in range(0, len(labels), self.batch_size):
             x = self.inputs.test(images[start:start + self.batch_size])
             with autocast(self.device, self.precision):
-                logits = self.model(x).float()
+                logits = _as_pack(self.model(x)).float()
             y = labels[start:start + self.batch_size]
-            predicted.append(logits.argmax(1))
-            p.append(torch.softmax(logits, 1).gather(1, y[:, None])[:, 0])
+            predicted.append(logits.argmax(2))
+            p.append(torch.softmax(logits, 2).gather(2, y.expand(len(logits), -1)[..., None])[..., 0])
         self.model.train(was_training)
-        return torch.cat(predicted), torch.cat(p)
+        return torch.cat(predicted, 1), torch.cat(p, 1)
+
+
+def _as_pack(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as ``[K, B, C]``: one model's ``[B, C]`` become a pack of one."""
+    return logits if logits.dim() == 3 else logits[None]
 
 
 def _class_batches(y_train: torch.Tensor, num_classes: int, batch_size: int, device):
@@ -458,6 +466,35 @@ def _class_batches(y_train: torch.Tensor, num_classes: int, batch_size: int, dev
     return draw
 
 
+# Fields in which the runs of one pack may differ: the loss. Everything else
+# (data, noise, seeds, model, schedule, optimiser) they share.
+PACKABLE_FIELDS = ("method", "lam", "beta", "gce_q")
+
+
+def pack_difference(a: Config, b: Config) -> Optional[str]:
+    """The first field outside `PACKABLE_FIELDS` in which ``a`` and ``b``
+    differ (they cannot share a pack), or None."""
+    for field in dataclasses.fields(Config):
+        if field.name not in PACKABLE_FIELDS and getattr(a, field.name) != getattr(b, field.name):
+            return field.name
+    return None
+
+
+def packs(configs) -> list:
+    """``configs`` (an iterable, or a dict's values) partitioned into lists
+    that can each share a pack (`run_packed`), in order of first appearance:
+    Table 1's 84 runs are 7 packs of 12, one per column."""
+    groups: list = []
+    for config in (configs.values() if isinstance(configs, dict) else configs):
+        for group in groups:
+            if pack_difference(group[0], config) is None:
+                group.append(config)
+                break
+        else:
+            groups.append([config])
+    return groups
+
+
 def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=None,
         precision: Optional[str] = None, compile: bool = False, progress: bool = True,
         stop_at: Optional[int] = None, eval_train: bool = True) -> Optional[dict]:
@@ -481,19 +518,85 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     ``<runs_dir>/<config.name()>/result.json``; the final weights go to
     ``model.pt`` beside it. With ``progress``, the time per 1000 iterations
     measured up to the first evaluation, and the run's estimated total, are
-    printed there.
+    printed there. `run_packed` trains several configurations at once.
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a dm.experiments.Config, got {type(config).__name__}")
-    out = Path(runs_dir) / config.name()
-    stored = load_result(config, runs_dir)
-    if stored is not None:
-        return stored
-    out.mkdir(parents=True, exist_ok=True)
-    if data is None:
-        data = cifar.load(config.dataset)
-    if data.name != config.dataset:
-        raise ValueError(f"data is {data.name} but config.dataset is {config.dataset}")
+    return run_packed([config], runs_dir, data, device=device, precision=precision, compile=compile,
+                      progress=progress, stop_at=stop_at, eval_train=eval_train)[0]
+
+
+def run_packed(configs, runs_dir, data: Optional[cifar.Cifar] = None, *, device=None,
+               precision: Optional[str] = None, compile: bool = False, progress: bool = True,
+               stop_at: Optional[int] = None, eval_train: bool = True,
+               max_pack: Optional[int] = None) -> list:
+    """`run` for several configurations at once, trained as one packed
+    model (`dm.resnet.PackedResNet`, grouped convolutions) on the same
+    batches: the same results as `run` for each, to float rounding, in
+    fewer, larger kernels.
+
+    ``configs`` may differ only in their loss (`PACKABLE_FIELDS`: method,
+    lam, beta, gce_q); they share data, noise, seeds, model and schedule,
+    hence initialisation, batches and augmentation (all seeded by position).
+    Others are refused with an error naming the field (`packs` partitions a
+    selection into packs). Each run keeps its own loss, batch-norm
+    statistics and optimiser state, and writes its own checkpoints,
+    ``model.pt`` and ``result.json`` where `run` would: a run checkpointed
+    in a pack resumes alone or in another pack, and the other way round.
+    Stored results are loaded, not retrained; the runs still to train are
+    packed by the iteration they resume from, at most ``max_pack`` to a
+    pack (default: all; a GPU short of memory takes fewer).
+
+    Keywords as for `run`; with fp16 the pack shares one gradient scaler,
+    so a step one member overflows in is skipped for all. Returns the
+    results in the order of ``configs`` (None for runs stopped by
+    ``stop_at``)."""
+    configs = list(configs)
+    if not configs:
+        raise ValueError("configs is empty: nothing to train")
+    for config in configs:
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a dm.experiments.Config, got {type(config).__name__}")
+    for config in configs[1:]:
+        field = pack_difference(configs[0], config)
+        if field is not None:
+            raise ValueError(
+                f"{config.name()} cannot share a pack with {configs[0].name()}: their {field} differs "
+                f"({getattr(configs[0], field)!r} and {getattr(config, field)!r}); only "
+                f"{', '.join(PACKABLE_FIELDS)} may differ (dm.experiments.packs groups a selection)")
+    names = [c.name() for c in configs]
+    if len(set(names)) < len(names):
+        raise ValueError(f"a configuration is given twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    if max_pack is not None:
+        _checks.positive_integer("max_pack", max_pack)
+    results = {config: load_result(config, runs_dir) for config in configs}
+    pending = [c for c in configs if results[c] is None]
+    if pending:
+        if data is None:
+            data = cifar.load(configs[0].dataset)
+        if data.name != configs[0].dataset:
+            raise ValueError(f"data is {data.name} but config.dataset is {configs[0].dataset}")
+        by_start: dict = {}
+        for config in pending:
+            by_start.setdefault(runs.checkpoint_iteration(Path(runs_dir) / config.name()), []).append(config)
+        size = max_pack or len(pending)
+        for group in by_start.values():
+            for first in range(0, len(group), size):
+                pack = group[first:first + size]
+                trained = _train_pack(pack, runs_dir, data, device=device, precision=precision,
+                                      compile=compile, progress=progress, stop_at=stop_at,
+                                      eval_train=eval_train)
+                results.update(zip(pack, trained))
+    return [results[config] for config in configs]
+
+
+def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision: Optional[str],
+                compile: bool, progress: bool, stop_at: Optional[int], eval_train: bool) -> list:
+    """Train the runs of ``configs`` (pack-compatible, none stored, all
+    resuming from one iteration) as one model; a pack of one is a plain
+    `ResNet` with its loss module. Returns their results (Nones if stopped)."""
+    config, size = configs[0], len(configs)
+    outs = [Path(runs_dir) / c.name() for c in configs]
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
     device = runs.resolve_device(device)
     precision = resolve_precision(precision, device)
     # Channels-last pays off only with the tensor cores' half-precision kernels.
@@ -504,7 +607,7 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         # on a GPU are reproducible up to rounding, not bitwise, either way.)
         torch.backends.cudnn.benchmark = True
 
-    # Data: split, corrupt, move to the device once.
+    # Data: split, corrupt, move to the device once (the same for every member).
     train_idx, val_idx, clean, noisy = training_labels(config, data)
     num_classes = cifar.NUM_CLASSES[config.dataset]
     n = len(train_idx)
@@ -523,36 +626,41 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = resnet(config.model, num_classes, config.shortcut, config.init, config.batchnorm)
+    if size > 1:  # every member starts from the seed's initialisation
+        model = PackedResNet([model] * size)
     model = model.to(device, memory_format=memory_format)
     bias = [model.fc.bias]
     rest = [p for p in model.parameters() if p is not model.fc.bias]
     optimizer = torch.optim.SGD([{"params": rest}, {"params": bias, "lr_mult": config.bias_lr_mult}],
                                 lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    loss_fn = make_loss(config)
+    loss_fn = make_loss(config) if size == 1 else packed.Stacked([make_loss(c) for c in configs])
     forward = torch.compile(model) if compile else model
     evaluator = _Evaluator(model, inputs, device, precision)
 
-    def evaluate(iteration: int) -> dict:
-        def mean(values: torch.Tensor):  # 6 decimals: JSON without float32 noise
-            return round(float(values.float().mean()), 6) if values.numel() else None
+    def evaluate(iteration: int) -> list:
+        def means(values: torch.Tensor):  # [K, n] -> K means, 6 decimals: JSON without float32 noise
+            if not values.shape[1]:
+                return [None] * size
+            return [round(v, 6) for v in values.float().mean(1).tolist()]
 
         measured = {
-            "test_accuracy": mean(evaluator.predictions(x_test, y_test)[0] == y_test),
-            "val_accuracy": mean(evaluator.predictions(x_val, y_val)[0] == y_val) if len(y_val) else None,
+            "test_accuracy": means(evaluator.predictions(x_test, y_test)[0] == y_test),
+            "val_accuracy": (means(evaluator.predictions(x_val, y_val)[0] == y_val) if len(y_val)
+                             else [None] * size),
         }
         if eval_train:
             predicted, p = evaluator.predictions(x_train, y_train)
             # The whole training set against the labels trained on and against
             # the original ones (the paper's Table 9 "corrupted" / "intact").
-            measured["train_accuracy_noisy_labels"] = mean(predicted == y_train)
-            measured["train_accuracy_clean_labels"] = mean(predicted == y_clean)
+            measured["train_accuracy_noisy_labels"] = means(predicted == y_train)
+            measured["train_accuracy_clean_labels"] = means(predicted == y_clean)
             # Each part of it against the labels trained on, and the mean p of
             # the labelled class there (Figure 2a).
             for name, mask in (("corrupted", corrupted), ("intact", ~corrupted)):
-                measured[f"train_accuracy_{name}"] = mean(predicted[mask] == y_train[mask])
-                measured[f"mean_p_{name}"] = mean(p[mask])
-        return measured
+                measured[f"train_accuracy_{name}"] = means(predicted[:, mask] == y_train[mask])
+                measured[f"mean_p_{name}"] = means(p[:, mask])
+        return [{key: values[k] for key, values in measured.items()} for k in range(size)]
 
     class_batch = (_class_batches(y_train, num_classes, config.batch_size, device)
                    if config.sampler == "classes" else None)
@@ -568,53 +676,54 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         x = inputs.train(x_train[idx], augment_generator)
         with autocast(device, precision):
             logits = forward(x)
-        loss = loss_fn(logits.float(), y_train[idx])
+        losses_ = loss_fn(logits.float(), y_train[idx]).reshape(size)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(losses_.sum()).backward()
         scaler.step(optimizer)
         scaler.update()
-        return loss
+        return losses_
 
-    trained = runs.train(
-        config, out, model=model, optimizer=optimizer, step=step, evaluate=evaluate,
+    trained = runs.train_pack(
+        configs, outs, model=model, optimizer=optimizer, step=step, evaluate=evaluate,
         lr=lambda it: lr_at(config, it), iterations=config.iterations,
         eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, device=device,
         measures=("test_accuracy", "val_accuracy") + _TRAIN_MEASURES,
         progress=progress, stop_at=stop_at, extra_state={"grad_scaler": scaler})
     if trained is None:
-        return None
-    history = trained.history
-
-    test = history["test_accuracy"]
-    result = {
-        "name": config.name(),
-        "config": dataclasses.asdict(config),
-        "best_test_accuracy": max(test),
-        "best_iteration": history["iteration"][test.index(max(test))],
-        "final_test_accuracy": test[-1],
-        "final_val_accuracy": history["val_accuracy"][-1],
-        **{f"final_{key}": history[key][-1] if eval_train else None
-           for key in _TRAIN_MEASURES if key.startswith("train_accuracy")},
+        return [None] * size
+    shared = {
         "realised_noise_rate": noise.realised_rate(clean, noisy),
         "noisy_labels_sha256": labels_sha256(noisy),
         "transition_matrix": np.round(noise.transition_matrix(clean, noisy, num_classes), 4).tolist(),
         "train_size": int(n), "val_size": int(len(val_idx)), "test_size": int(len(y_test)),
-        "history": history,
-        "hardware": runs.hardware(device),
-        "torch": torch.__version__,
+        **runs.provenance(device),
         "precision": precision, "channels_last": memory_format == torch.channels_last,
         "compiled": bool(compile),
-        "wall_seconds": trained.wall_seconds,
-        # Time in evaluations and checkpoints; the rest is training steps.
-        "overhead_seconds": trained.overhead_seconds,
-        "segments": trained.segments,
-        "train_images_per_second": config.iterations * config.batch_size
-                                   / max(trained.wall_seconds - trained.overhead_seconds, 1e-9),
         # "smoke" whenever the data were fabricated, whatever DM_MODE says.
         "mode": "smoke" if data.fabricated else mode(),
         "fabricated_data": bool(data.fabricated),
     }
-    return runs.finish(out, result, model)
+    members = split_state(model.state_dict(), size) if size > 1 else [model.state_dict()]
+    results = []
+    for member, out, done, state in zip(configs, outs, trained, members):
+        history, test = done.history, done.history["test_accuracy"]
+        result = {
+            "name": member.name(),
+            "config": dataclasses.asdict(member),
+            "best_test_accuracy": max(test),
+            "best_iteration": history["iteration"][test.index(max(test))],
+            "final_test_accuracy": test[-1],
+            "final_val_accuracy": history["val_accuracy"][-1],
+            **{f"final_{key}": history[key][-1] if eval_train else None
+               for key in _TRAIN_MEASURES if key.startswith("train_accuracy")},
+            "history": history,
+            **shared,
+            **runs.timing(done, size),
+            "train_images_per_second": member.iterations * member.batch_size
+                                       / max(done.wall_seconds - done.overhead_seconds, 1e-9),
+        }
+        results.append(runs.finish(out, result, state))
+    return results
 
 
 def estimate_seconds(config: Config, data: cifar.Cifar, *, steps: int = 20, **run_options) -> float:

@@ -13,6 +13,11 @@ over a ``[K, B]`` tensor may add in another order).
 
 Members that `Stacked` cannot vectorise (a class weight, ``reduction="none"``,
 a module from elsewhere) are called one by one, so any list of losses works.
+
+A pack's state follows one rule (`split_state`, `join_states`): each tensor
+is its K members' tensors concatenated along dim 0. `dm.resnet.PackedResNet`
+and the trainers' checkpoints (`dm.runs.train_pack`) keep to it, so a packed
+model's or optimizer's state cuts into K states of runs of their own.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from torch import nn
 
 from . import losses as _losses
 
-__all__ = ["Stacked"]
+__all__ = ["Stacked", "split_state", "join_states"]
 
 
 def _vectorised(loss: nn.Module) -> bool:
@@ -135,3 +140,40 @@ class Stacked(nn.Module):
             else:
                 magnitude, value = w, value.sum(1)
         return _losses._DesignedGradient.apply(logits, value, magnitude[..., None] * direction)
+
+
+# --- the packing rule of a pack's states ----------------------------------------
+
+def split_state(state, size: int) -> list:
+    """A packed state (a model's or an optimizer's ``state_dict``, nested
+    dicts and lists) as ``size`` members' states. The packing rule: every
+    tensor with at least one dimension is its members' tensors concatenated
+    along dim 0, so it is cut into ``size`` equal chunks there (copied, so
+    that saving one member does not save the whole pack); everything else
+    (0-d tensors such as batch norm's ``num_batches_tracked``, numbers,
+    strings) is the members' common value, given to each."""
+    if isinstance(state, torch.Tensor) and state.dim() > 0:
+        if state.shape[0] % size:
+            raise ValueError(f"a packed tensor of shape {tuple(state.shape)} does not split into {size} members")
+        return [chunk.clone() for chunk in state.chunk(size, 0)]
+    if isinstance(state, dict):
+        parts = {key: split_state(value, size) for key, value in state.items()}
+        return [type(state)((key, parts[key][k]) for key in state) for k in range(size)]
+    if isinstance(state, (list, tuple)):
+        parts = [split_state(value, size) for value in state]
+        return [type(state)(part[k] for part in parts) for k in range(size)]
+    return [state] * size
+
+
+def join_states(states: list):
+    """The inverse of `split_state`: members' states packed into one (tensors
+    with a dimension concatenated along dim 0, the rest taken from the first
+    member, where the members agree)."""
+    first = states[0]
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
+        return torch.cat(states, 0)
+    if isinstance(first, dict):
+        return type(first)((key, join_states([s[key] for s in states])) for key in first)
+    if isinstance(first, (list, tuple)):
+        return type(first)(join_states([s[i] for s in states]) for i in range(len(first)))
+    return first

@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResNet", "resnet", "depth_of", "DEPTHS", "INITS", "BATCHNORMS", "CaffeBatchNorm2d"]
+from .packed import join_states
+
+__all__ = ["ResNet", "PackedResNet", "resnet", "depth_of", "DEPTHS", "INITS", "BATCHNORMS", "CaffeBatchNorm2d"]
 
 # The depths of He et al.'s CIFAR table, plus 8 for quick checks.
 DEPTHS = (8, 20, 32, 44, 56, 110)
@@ -85,20 +87,26 @@ def _norm(batchnorm: str):
 
 
 class _Block(nn.Module):
+    """A basic block; with ``pack = K`` it holds K blocks side by side: the
+    input and output channels are the K members' channels one after another,
+    and each convolution has ``groups = K`` (see `PackedResNet`)."""
+
     def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "A",
-                 batchnorm: str = "torch"):
+                 batchnorm: str = "torch", pack: int = 1):
         super().__init__()
         norm = _norm(batchnorm)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = norm(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = norm(planes)
+        self.pack = pack
+        self.conv1 = nn.Conv2d(pack * in_planes, pack * planes, 3, stride, 1, bias=False, groups=pack)
+        self.bn1 = norm(pack * planes)
+        self.conv2 = nn.Conv2d(pack * planes, pack * planes, 3, 1, 1, bias=False, groups=pack)
+        self.bn2 = norm(pack * planes)
         self.pad = planes - in_planes  # option A: zero channels for the shortcut
         self.stride = stride
         self.projection = None
         if shortcut == "B" and (stride != 1 or self.pad):
-            self.projection = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
-                                            norm(planes))
+            self.projection = nn.Sequential(
+                nn.Conv2d(pack * in_planes, pack * planes, 1, stride, bias=False, groups=pack),
+                norm(pack * planes))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -108,7 +116,11 @@ class _Block(nn.Module):
             shortcut = self.projection(x)
         elif self.stride != 1 or self.pad:
             shortcut = x[:, :, ::self.stride, ::self.stride]
-            shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            b, c, h, w = shortcut.shape
+            # Each member's channels padded on their own: [B, K, C, H, W], pad C.
+            shortcut = F.pad(shortcut.reshape(b, self.pack, c // self.pack, h, w),
+                             (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            shortcut = shortcut.reshape(b, c + self.pack * self.pad, h, w)
         return F.relu(out + shortcut)
 
 
@@ -153,6 +165,85 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes]`` for images ``x`` of shape ``[B, 3, 32, 32]``."""
+        x = F.relu(self.bn(self.conv(x)))
+        x = self.blocks(x)
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(x)
+
+
+class _PackedLinear(nn.Module):
+    """K linear layers side by side: ``weight`` [K * out, in] and ``bias``
+    [K * out] are the members' own, one after another; input ``[B, K * in]``
+    (member k's features in the k-th block), output ``[K, B, out]``."""
+
+    def __init__(self, pack: int, in_features: int, out_features: int):
+        super().__init__()
+        self.pack, self.in_features, self.out_features = pack, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(pack * out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(pack * out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, n = self.pack, self.out_features
+        features = x.reshape(x.shape[0], k, self.in_features).transpose(0, 1)      # [K, B, in]
+        weight = self.weight.reshape(k, n, self.in_features).transpose(1, 2)       # [K, in, out]
+        return torch.baddbmm(self.bias.reshape(k, 1, n), features, weight)
+
+
+class PackedResNet(nn.Module):
+    """K CIFAR ResNets of one architecture trained side by side as one
+    network: ``PackedResNet(models)`` with K `ResNet` s (their current
+    weights are copied in).
+
+    Every layer holds the K members' layers side by side, so one kernel
+    serves all K: the first convolution outputs K x 16 channels from the
+    shared input image, every later convolution is a grouped convolution
+    (``groups = K``: member k's channels see only member k's channels),
+    batch norm is per channel (hence per member, with each member's own
+    statistics), and the last layer is a batched matrix product. The
+    forward pass of a batch ``x`` [B, 3, 32, 32] returns ``[K, B, classes]``:
+    member k's logits equal ``models[k](x)`` up to float rounding (the
+    grouped kernels add in their own order).
+
+    The state dict has `ResNet`'s keys, and each tensor is the members'
+    tensors concatenated along dim 0 (0-d ones such as
+    ``num_batches_tracked`` are shared): `dm.packed.split_state` cuts it into
+    K state dicts that a `ResNet` loads, `dm.packed.join_states` packs them.
+    The same holds for an optimizer over its parameters whose update is
+    elementwise (SGD with momentum and weight decay), so packed training
+    is K trainings with each member's own weights, statistics and optimizer
+    state, on the same batches."""
+
+    def __init__(self, models: list):
+        super().__init__()
+        models = list(models)
+        if not models or not all(isinstance(m, ResNet) for m in models):
+            raise TypeError("PackedResNet packs a non-empty list of dm.resnet.ResNet")
+        shapes = {tuple((k, tuple(v.shape), type(v)) for k, v in m.state_dict().items()) for m in models}
+        kinds = {tuple(type(m).__name__ for m in model.modules()) for model in models}
+        if len(shapes) > 1 or len(kinds) > 1:
+            raise ValueError("PackedResNet packs ResNets of one architecture (depth, classes, "
+                             "shortcut and batch norm kinds)")
+        first = models[0]
+        shortcut = "B" if any(b.projection is not None for b in first.blocks) else "A"
+        batchnorm = "caffe" if isinstance(first.bn, CaffeBatchNorm2d) else "torch"
+        self._build(len(models), first.depth, first.fc.out_features, shortcut, batchnorm)
+        self.load_state_dict(join_states([m.state_dict() for m in models]))
+
+    def _build(self, pack: int, depth: int, num_classes: int, shortcut: str, batchnorm: str) -> None:
+        n = (depth - 2) // 6
+        self.pack, self.depth, self.num_classes = pack, depth, num_classes
+        self.conv = nn.Conv2d(3, pack * 16, 3, 1, 1, bias=False)
+        self.bn = _norm(batchnorm)(pack * 16)
+        blocks, planes = [], 16
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(n):
+                blocks.append(_Block(planes, width, stride if i == 0 else 1, shortcut, batchnorm, pack))
+                planes = width
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = _PackedLinear(pack, 64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[K, B, num_classes]`` for images ``x`` of shape ``[B, 3, 32, 32]``."""
         x = F.relu(self.bn(self.conv(x)))
         x = self.blocks(x)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)

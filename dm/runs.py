@@ -39,10 +39,11 @@ from typing import Callable, NamedTuple, Optional
 import torch
 
 from . import _checks
+from .packed import join_states, split_state
 
 __all__ = [
     "seed_at", "epoch_batches", "short_hash", "method_tag", "changes_tag", "atomic_write", "load_result", "resolve_device", "hardware",
-    "synchronize", "Trained", "train", "finish", "run_all", "mode", "mode_banner", "describe_runs",
+    "synchronize", "Trained", "checkpoint_iteration", "train", "train_pack", "source_sha256", "provenance", "timing", "finish", "run_all", "mode", "mode_banner", "describe_runs",
 ]
 
 
@@ -161,83 +162,147 @@ def synchronize(device: torch.device) -> None:
 
 
 class Trained(NamedTuple):
-    """What `train` returns once the last iteration is done."""
+    """What `train` returns once the last iteration is done (one per member
+    of a pack, from `train_pack`)."""
     history: dict            # measure -> one value per evaluation
     wall_seconds: float      # training time over all sessions of the run
     overhead_seconds: float  # the part of it spent in evaluations and checkpoints
-    segments: list           # one record per session: first iteration, hardware, torch
+    segments: list           # one record per session: first iteration, hardware, torch, pack size
+    device_seconds: float    # the run's share of the device: each session's time / its pack size
+
+
+def checkpoint_iteration(out: Path) -> int:
+    """The iteration ``out/checkpoint.pt`` was written at (0 without one)."""
+    checkpoint = Path(out) / "checkpoint.pt"
+    if not checkpoint.exists():
+        return 0
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["iteration"]
 
 
 def train(config, out: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-          step: Callable[[int], torch.Tensor], evaluate: Callable[[int], dict],
-          lr: Callable[[int], float], iterations: int, eval_every: int, checkpoint_every: int,
-          device: torch.device, measures: tuple = ("test_accuracy",), progress: bool = True,
-          stop_at: Optional[int] = None, show: str = "test_accuracy",
-          extra_state: Optional[dict] = None) -> Optional[Trained]:
-    """The training loop: iterations ``0 .. iterations - 1``, resumed from
-    ``out/checkpoint.pt`` if there is one (written for this ``config``).
+          step: Callable[[int], torch.Tensor], evaluate: Callable[[int], dict], **options) -> Optional[Trained]:
+    """The training loop of one run: iterations ``0 .. iterations - 1``,
+    resumed from ``out/checkpoint.pt`` if there is one (written for this
+    ``config``). `train_pack` with a pack of one: ``step(t)`` returns the
+    batch's loss as a 0-d tensor, ``evaluate(done)`` one dict; ``options``
+    as there."""
+    trained = train_pack([config], [out], model=model, optimizer=optimizer,
+                         step=lambda it: step(it).reshape(1), evaluate=lambda done: [evaluate(done)], **options)
+    return None if trained is None else trained[0]
+
+
+def train_pack(configs: list, outs: list, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               step: Callable[[int], torch.Tensor], evaluate: Callable[[int], list],
+               lr: Callable[[int], float], iterations: int, eval_every: int, checkpoint_every: int,
+               device: torch.device, measures: tuple = ("test_accuracy",), progress: bool = True,
+               stop_at: Optional[int] = None, show: str = "test_accuracy",
+               extra_state: Optional[dict] = None) -> Optional[list]:
+    """The training loop the experiments share, for a pack of K runs trained
+    as one model on the same batches (K = 1: one run, `train`): iterations
+    ``0 .. iterations - 1``, resumed from the members' checkpoints
+    (``outs[k]/checkpoint.pt``, written for ``configs[k]``) if there are any.
+
+    ``model`` and ``optimizer`` hold the K members packed by `dm.packed.split_state`'s
+    rule (every tensor of their states is the members' tensors concatenated
+    along dim 0); each member's checkpoint holds its own part, in the format
+    of a run of its own, so a run checkpointed in a pack resumes alone and
+    the other way round.
 
     ``step(t)`` does iteration ``t`` (draw a batch, forward, backward,
     ``optimizer.step()``) at the learning rate ``lr(t)``, already set in the
-    optimizer (times a param group's ``"lr_mult"``, if it has one), and returns the batch's loss as a 0-d tensor; it must draw its
-    randomness by `seed_at`. ``evaluate(done)`` returns the measurements after
-    ``done`` iterations as ``{name: value}`` (names from ``measures``; a
-    measure it leaves out keeps an empty list), appended to the history
-    beside the iteration, its learning rate and the mean training loss since
-    the last evaluation. Evaluations come every ``eval_every`` iterations and at
-    the end; checkpoints every ``checkpoint_every`` (not at the end: `finish`
-    supersedes them). Nothing is read back from the device between them.
+    optimizer (times a param group's ``"lr_mult"``, if it has one), and
+    returns the members' losses as a ``[K]`` tensor; it must draw its
+    randomness by `seed_at`. ``evaluate(done)`` returns the members'
+    measurements after ``done`` iterations, a list of K ``{name: value}``
+    (names from ``measures``; a measure left out keeps an empty list),
+    appended to each member's history beside the iteration, its learning
+    rate and the mean training loss since the last evaluation. Evaluations
+    come every ``eval_every`` iterations and at the end; checkpoints every
+    ``checkpoint_every`` (not at the end: `finish` supersedes them). Nothing
+    is read back from the device between them.
 
     ``stop_at``: stop after that many iterations, as an interruption would
-    (for tests), writing a checkpoint there; returns None then. A tqdm bar
-    with ``progress``, showing the last value of the measure ``show``; then,
-    after the first evaluation of each session, a line with the measured
-    time per 1000 iterations and the run's estimated total.
+    (for tests), writing the checkpoints there; returns None then. A tqdm
+    bar with ``progress``, showing the first member's last value of the
+    measure ``show``; then, after the first evaluation of each session, a
+    line with the measured time per 1000 iterations and the estimated total.
     ``extra_state``: more objects with ``state_dict``/``load_state_dict``
     (a gradient scaler, say), checkpointed and restored with the model.
+
+    Returns one `Trained` per member. Each member's ``wall_seconds`` is the
+    time its training took (a session of a pack counts whole for each
+    member); ``device_seconds`` its share of the device (a session's time
+    over its pack size), which sums to the device time a table took.
     """
+    configs, outs = list(configs), [Path(out) for out in outs]
+    size = len(configs)
+    if size == 0 or len(outs) != size:
+        raise ValueError(f"need one folder per configuration, got {len(configs)} configurations "
+                         f"and {len(outs)} folders")
     extra_state = extra_state or {}
-    checkpoint = Path(out) / "checkpoint.pt"
-    history = {key: [] for key in ("iteration", "lr", "train_loss", *measures)}
-    start, wall, overhead, segments = 0, 0.0, 0.0, []
-    loss_sum = torch.zeros((), device=device)
-    loss_count = 0
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["config"] != dataclasses.asdict(config):
-            raise ValueError(f"{checkpoint} belongs to a different configuration")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, wall, history = state["iteration"], state["wall_seconds"], state["history"]
-        overhead, segments = state["overhead_seconds"], state["segments"]
-        loss_sum = torch.tensor(state["loss_sum"], device=device)
-        loss_count = state["loss_count"]
+    checkpoints = [out / "checkpoint.pt" for out in outs]
+    label = configs[0].name() if size == 1 else f"pack of {size} ({configs[0].name()}, ...)"
+    histories = [{key: [] for key in ("iteration", "lr", "train_loss", *measures)} for _ in configs]
+    start, loss_count = 0, 0
+    walls, overheads, devices = [0.0] * size, [0.0] * size, [0.0] * size
+    segments = [[] for _ in configs]
+    loss_sums = torch.zeros(size, device=device)
+    present = [c.exists() for c in checkpoints]
+    if any(present):
+        if not all(present):
+            raise ValueError(f"{label}: only some members have a checkpoint "
+                             f"({sum(present)} of {size}); pack runs that are at the same iteration")
+        states = [torch.load(c, map_location=device, weights_only=False) for c in checkpoints]
+        for config, checkpoint, state in zip(configs, checkpoints, states):
+            if state["config"] != dataclasses.asdict(config):
+                raise ValueError(f"{checkpoint} belongs to a different configuration")
+        iterations_at = sorted({state["iteration"] for state in states})
+        if len(iterations_at) > 1:
+            raise ValueError(f"{label}: the members' checkpoints are at different iterations "
+                             f"{iterations_at}; pack runs that are at the same iteration")
+        model.load_state_dict(join_states([state["model"] for state in states]))
+        optimizer.load_state_dict(join_states([state["optimizer"] for state in states]))
+        start, loss_count = states[0]["iteration"], states[0]["loss_count"]
+        histories = [state["history"] for state in states]
+        walls = [state["wall_seconds"] for state in states]
+        overheads = [state["overhead_seconds"] for state in states]
+        devices = [state.get("device_seconds", state["wall_seconds"]) for state in states]
+        segments = [state["segments"] for state in states]
+        loss_sums = torch.tensor([state["loss_sum"] for state in states], device=device)
         for key, obj in extra_state.items():
-            if key in state.get("extra", {}):
-                obj.load_state_dict(state["extra"][key])
+            if key in states[0].get("extra", {}):
+                obj.load_state_dict(join_states([state["extra"][key] for state in states]))
 
-    def save_checkpoint(iteration: int, elapsed: float, overhead: float) -> None:
-        state = {"config": dataclasses.asdict(config), "iteration": iteration,
-                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "history": history, "wall_seconds": elapsed, "overhead_seconds": overhead,
-                 "segments": segments, "loss_sum": float(loss_sum), "loss_count": loss_count,
-                 "extra": {key: obj.state_dict() for key, obj in extra_state.items()}}
-        atomic_write(checkpoint, lambda p: torch.save(state, p))
+    def save_checkpoints(iteration: int, elapsed: float, paused: float) -> None:
+        # elapsed: this session's time so far; paused: the part of it in evaluations and checkpoints
+        members = zip(split_state(model.state_dict(), size), split_state(optimizer.state_dict(), size))
+        extras = {key: split_state(obj.state_dict(), size) for key, obj in extra_state.items()}
+        sums = loss_sums.tolist()
+        for k, (model_state, optimizer_state) in enumerate(members):
+            state = {"config": dataclasses.asdict(configs[k]), "iteration": iteration,
+                     "model": model_state, "optimizer": optimizer_state, "history": histories[k],
+                     "wall_seconds": walls[k] + elapsed, "overhead_seconds": overheads[k] + paused,
+                     "device_seconds": devices[k] + elapsed / size, "segments": segments[k],
+                     "loss_sum": sums[k], "loss_count": loss_count,
+                     "extra": {key: parts[k] for key, parts in extras.items()}}
+            atomic_write(checkpoints[k], lambda p: torch.save(state, p))
 
-    segment_overhead = overhead
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=iterations, initial=start, desc=config.name(), leave=False)
-    segments.append({"start": start, "hardware": hardware(device), "torch": torch.__version__})
+        bar = tqdm(total=iterations, initial=start, desc=label, leave=False)
+    for member in segments:
+        member.append({"start": start, "hardware": hardware(device), "torch": torch.__version__,
+                       "pack_size": size})
     model.train()
     synchronize(device)
     t0 = time.perf_counter()
+    paused = 0.0  # this session's time in evaluations and checkpoints
     reported = False
     for it in range(start, iterations):
         for group in optimizer.param_groups:
             group["lr"] = lr(it) * group.get("lr_mult", 1.0)
-        loss_sum += step(it).detach()
+        loss_sums += step(it).detach()
         loss_count += 1
         done = it + 1
         if bar is not None:
@@ -248,53 +313,102 @@ def train(config, out: Path, *, model: torch.nn.Module, optimizer: torch.optim.O
             synchronize(device)
             pause = time.perf_counter()
         if is_eval:
-            history["iteration"].append(done)
-            history["lr"].append(lr(done - 1))
-            history["train_loss"].append(float(loss_sum) / max(loss_count, 1))
-            for key, value in evaluate(done).items():
-                history[key].append(value)
-            if not math.isfinite(history["train_loss"][-1]):
-                raise FloatingPointError(
-                    f"{config.name()}: training loss is {history['train_loss'][-1]} at iteration {done}")
-            loss_sum.zero_()
+            means = (loss_sums / max(loss_count, 1)).tolist()
+            for k, (history, measured) in enumerate(zip(histories, evaluate(done))):
+                history["iteration"].append(done)
+                history["lr"].append(lr(done - 1))
+                history["train_loss"].append(means[k])
+                for key, value in measured.items():
+                    history[key].append(value)
+                if not math.isfinite(means[k]):
+                    raise FloatingPointError(
+                        f"{configs[k].name()}: training loss is {means[k]} at iteration {done}")
+            loss_sums.zero_()
             loss_count = 0
-            if bar is not None and history.get(show):
-                bar.set_postfix({show: f"{history[show][-1]:.3f}"})
+            if bar is not None and histories[0].get(show):
+                bar.set_postfix({show: f"{histories[0][show][-1]:.3f}"})
             if progress and not reported:
                 reported = True
                 # Steps only: the time of this first evaluation is in `pause`.
-                per_step = (pause - t0 - (overhead - segment_overhead)) / (done - start)
+                per_step = (pause - t0 - paused) / (done - start)
                 evaluation = time.perf_counter() - pause
                 evaluations = -(-iterations // eval_every)
                 total = per_step * iterations + evaluation * evaluations
-                message = (f"{config.name()}: {1000 * per_step:.1f} s per 1000 iterations "
+                message = (f"{label}: {1000 * per_step:.1f} s per 1000 iterations "
                            f"measured here ({hardware(device)}); the whole run: about "
                            f"{total / 60:.1f} min")
                 (bar.write if bar is not None else print)(message)
         if is_checkpoint:
             now = time.perf_counter()
-            # Wall and overhead as of now; the save itself counts as overhead below.
-            save_checkpoint(done, wall + now - t0, overhead + now - pause)
+            # Times as of now; the save itself counts as overhead below.
+            save_checkpoints(done, now - t0, paused + now - pause)
         if is_eval or is_checkpoint:
-            overhead += time.perf_counter() - pause
+            paused += time.perf_counter() - pause
         if stop_at is not None and done >= stop_at and done < iterations:
             if bar is not None:
                 bar.close()
             return None
     synchronize(device)
-    wall += time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    return Trained(history, wall, overhead, segments)
+    return [Trained(history, wall + elapsed, overhead + paused, member_segments, device + elapsed / size)
+            for history, wall, overhead, member_segments, device
+            in zip(histories, walls, overheads, segments, devices)]
 
 
-def finish(out: Path, result: dict, model: torch.nn.Module) -> dict:
-    """Write the final weights, then ``result.json`` (its presence marks the
-    run done), and drop the checkpoint. Returns ``result`` as a later
-    `load_result` will read it (a JSON round trip)."""
+def source_sha256(package=None) -> str:
+    """SHA-256 of the source of the `dm` package (or of the folder
+    ``package``): every file under its folder but caches (``*.py`` and its
+    data files), each as its path relative to the folder and its bytes, in
+    sorted order. Two results with the same digest were made by the same
+    code. Computed once per process for the installed package."""
+    if package is None:
+        if _SOURCE_SHA256 is None:
+            globals()["_SOURCE_SHA256"] = source_sha256(Path(__file__).resolve().parent)
+        return _SOURCE_SHA256
+    package = Path(package)
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+_SOURCE_SHA256: Optional[str] = None
+
+
+def provenance(device: torch.device) -> dict:
+    """What every ``result.json`` records of where and with what it was
+    made: the hardware (`hardware`), torch's version, `dm`'s version and
+    the digest of its source (`source_sha256`)."""
+    from . import __version__
+
+    return {"hardware": hardware(device), "torch": torch.__version__,
+            "dm_version": __version__, "dm_source_sha256": source_sha256()}
+
+
+def timing(trained: Trained, pack_size: int = 1) -> dict:
+    """What every ``result.json`` records of a run's time (`Trained`): the
+    wall time over all its sessions, the part of it in evaluations and
+    checkpoints, its share of the device (``device_seconds``: a session
+    of a pack of K counts 1/K), each session's start, hardware, torch and
+    pack size, and the pack size of the last session."""
+    return {"wall_seconds": trained.wall_seconds, "overhead_seconds": trained.overhead_seconds,
+            "device_seconds": trained.device_seconds, "segments": trained.segments,
+            "pack_size": pack_size}
+
+
+def finish(out: Path, result: dict, model) -> dict:
+    """Write the final weights (of ``model``, a module or its state dict),
+    then ``result.json`` (its presence marks the run done), and drop the
+    checkpoint. Returns ``result`` as a later `load_result` will read it (a
+    JSON round trip)."""
     out = Path(out)
     result = json.loads(json.dumps(result))
-    atomic_write(out / "model.pt", lambda p: torch.save(model.state_dict(), p))
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    atomic_write(out / "model.pt", lambda p: torch.save(state, p))
     atomic_write(out / "result.json", lambda p: p.write_text(json.dumps(result, indent=1)))
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return result
@@ -378,11 +492,14 @@ def describe_runs(results, mode: str) -> str:
     results = list(results)
     if any(r["mode"] != mode for r in results):
         raise ValueError(f"results from another mode than {mode!r}")
-    total = sum(r["wall_seconds"] for r in results)
+    total = sum(r.get("device_seconds", r["wall_seconds"]) for r in results)
+    packed = sum(r.get("pack_size", 1) > 1 for r in results)
     lines = [
         f"MODE: {mode}; torch {torch.__version__}",
         f"hardware: {', '.join(sorted({r['hardware'] for r in results}))}",
-        f"total training time over {len(results)} runs: {total:.0f} s ({total / 3600:.2f} h)",
+        f"total training time over {len(results)} runs: {total:.0f} s ({total / 3600:.2f} h)"
+        + (f"; {packed} of them trained in packs, each counting its share of its pack's time"
+           if packed else ""),
     ]
     if all("compiled" in r for r in results):
         lines.append(f"compiled: {sorted({r['compiled'] for r in results})}, "

@@ -326,11 +326,8 @@ def run(config: Config, runs_dir, data: Dataset, *, device=None, progress: bool 
         "realised_noise_rate": noise.realised_rate(clean, noisy),
         "train_size": int(n), "test_size": int(len(y_test)),
         "history": history,
-        "hardware": runs.hardware(device),
-        "torch": torch.__version__,
-        "wall_seconds": trained.wall_seconds,
-        "overhead_seconds": trained.overhead_seconds,
-        "segments": trained.segments,
+        **runs.provenance(device),
+        **runs.timing(trained),
         # "smoke" whenever the reviews were fabricated, whatever DM_MODE says.
         "mode": "smoke" if data.fabricated else mode(),
         "fabricated_data": bool(data.fabricated),

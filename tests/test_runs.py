@@ -3,6 +3,7 @@ IMDB trainers are tested through them in test_experiments and test_sentiment).""
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +126,21 @@ def test_map_processes_keeps_the_order_of_the_calls():
     assert runs.map_processes(mean_se, calls, workers=1) == [mean_se(**c) for c in calls]
     with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
         runs.map_processes(mean_se, calls, workers=0)
+
+
+def test_source_digest_names_the_code(tmp_path):
+    import shutil
+
+    import dm
+
+    package = tmp_path / "dm"
+    shutil.copytree(Path(dm.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert runs.source_sha256(package) == runs.source_sha256()
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__" / "x.pyc").write_bytes(b"cache")
+    assert runs.source_sha256(package) == runs.source_sha256()  # caches do not count
+    (package / "weights.py").write_text((package / "weights.py").read_text() + "\n")
+    assert runs.source_sha256(package) != runs.source_sha256()
+    recorded = runs.provenance(torch.device("cpu"))
+    assert recorded["dm_version"] == dm.__version__ and recorded["dm_source_sha256"] == runs.source_sha256()
+    assert recorded["hardware"] == runs.hardware() and recorded["torch"] == torch.__version__
