@@ -45,7 +45,7 @@ import torch
 
 from . import _checks, authors, cifar, losses, noise, packed, runs
 from .packed import split_state
-from .runs import describe_runs, load_result, mode, mode_banner
+from .runs import load_result
 from .resnet import BATCHNORMS, INITS, PackedResNet, depth_of, resnet
 
 __all__ = [
@@ -54,8 +54,8 @@ __all__ = [
     "preset_differences_markdown", "PRECISIONS", "AUTOCAST_DTYPES", "autocast", "resolve_precision",
     "estimate_seconds", "estimate_selection",
     "TABLE1_ROWS", "TABLE1_DM_BETA", "table1_config", "make_loss", "lr_at", "run", "run_packed", "PACKABLE_FIELDS", "pack_difference", "packs", "load_result", "select_on_validation",
-    "smoke_config", "mode", "notebook_setup", "NotebookSetup", "run_all", "mode_banner", "describe_runs",
-    "main",
+    "smoke_config", "notebook_setup", "NotebookSetup", "run_all",
+    "main", "table_configs", "shard", "collect", "table_main",
 ]
 
 # The methods of the paper's tables, by the names its rows use.
@@ -297,9 +297,6 @@ def smoke_config(config: Config, iterations: int = 4, batch_size: int = 16,
     every = max(1, iterations // evaluations)
     return dataclasses.replace(config, model=model, iterations=iterations, batch_size=batch_size,
                                lr_milestones=milestones, eval_every=every, checkpoint_every=every)
-
-
-_mode_from_environment = mode  # for functions whose argument is called `mode`
 
 
 # --- the run ------------------------------------------------------------------
@@ -700,7 +697,7 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
         "precision": precision, "channels_last": memory_format == torch.channels_last,
         "compiled": bool(compile),
         # "smoke" whenever the data were fabricated, whatever DM_MODE says.
-        "mode": "smoke" if data.fabricated else mode(),
+        "mode": "smoke" if data.fabricated else runs.mode(),
         "fabricated_data": bool(data.fabricated),
     }
     members = split_state(model.state_dict(), size) if size > 1 else [model.state_dict()]
@@ -726,42 +723,54 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
     return results
 
 
-def estimate_seconds(config: Config, data: cifar.Cifar, *, steps: int = 20, **run_options) -> float:
-    """Seconds one run of ``config`` is expected to take here: ``steps``
-    iterations and two evaluations are timed (after one iteration and one
-    evaluation to warm up: kernels, compilation, caches) in a scratch
-    folder, then scaled to ``config.iterations`` iterations and their
-    evaluations. ``run_options`` as for `run` (``device``, ``precision``,
-    ``compile``, ``eval_train``). What the notebooks print before a
-    selection."""
+def estimate_seconds(config, data: cifar.Cifar, *, steps: int = 20, **run_options) -> float:
+    """Seconds one run of ``config`` (or one pack of the configurations of
+    a list, `run_packed`) is expected to take here: ``steps`` iterations and
+    two evaluations are timed (after one iteration and one evaluation to
+    warm up: kernels, compilation, caches) in a scratch folder, then scaled
+    to ``config.iterations`` iterations and their evaluations. ``run_options``
+    as for `run` (``device``, ``precision``, ``compile``, ``eval_train``).
+    What the notebooks print before a selection."""
     steps = _checks.positive_integer("steps", steps)
+    pack = list(config) if isinstance(config, (list, tuple)) else [config]
     options = {**run_options, "progress": False, "stop_at": None}
-    probe = dataclasses.replace(config, iterations=2 * steps, eval_every=steps, checkpoint_every=2 * steps)
+    probe = [dataclasses.replace(c, iterations=2 * steps, eval_every=steps, checkpoint_every=2 * steps)
+             for c in pack]
     with tempfile.TemporaryDirectory(prefix="dm-estimate-") as scratch:
-        warm_up = dataclasses.replace(probe, iterations=1, eval_every=1, checkpoint_every=1)
-        run(warm_up, scratch, data, **options)
-        result = run(probe, scratch, data, **options)
+        warm_up = [dataclasses.replace(c, iterations=1, eval_every=1, checkpoint_every=1) for c in probe]
+        run_packed(warm_up, scratch, data, **options)
+        result = run_packed(probe, scratch, data, **options)[0]
     evaluation = result["overhead_seconds"] / 2
-    per_step = (result["wall_seconds"] - result["overhead_seconds"]) / probe.iterations
-    evaluations = -(-config.iterations // config.eval_every)
-    return per_step * config.iterations + evaluation * evaluations
+    per_step = (result["wall_seconds"] - result["overhead_seconds"]) / probe[0].iterations
+    evaluations = -(-pack[0].iterations // pack[0].eval_every)
+    return per_step * pack[0].iterations + evaluation * evaluations
 
 
-def estimate_selection(configs, runs_dir, data: cifar.Cifar, **run_options) -> str:
+def estimate_selection(configs, runs_dir, data: cifar.Cifar, *, pack: bool = True,
+                       max_pack: Optional[int] = None, **run_options) -> str:
     """What the notebooks print before their runs: how many of ``configs``
-    (an iterable, or a dict's values) are still to train in ``runs_dir``, how
-    long one takes here (`estimate_seconds`, measured on the first of them)
-    and the whole selection's estimate (runs x that time)."""
+    (an iterable, or a dict's values) are still to train in ``runs_dir``,
+    how long one run (with ``pack``: one pack, as `run_all` forms them) takes
+    here (`estimate_seconds`, measured on the first) and the whole
+    selection's estimate (that time per run or pack; a smaller pack is
+    counted in proportion to its size, an upper bound since a pack costs
+    less than its runs)."""
     configs = list(configs.values() if isinstance(configs, dict) else configs)
     pending = [c for c in configs if load_result(c, runs_dir) is None]
     if not pending:
         return f"all {len(configs)} runs are stored in {runs_dir}"
-    one = estimate_seconds(pending[0], data, **run_options)
+    groups = [[c] for c in pending]
+    if pack:
+        size = max_pack or len(pending)
+        groups = [group[i:i + size] for group in packs(pending) for i in range(0, len(group), size)]
+    one = estimate_seconds(groups[0], data, **run_options)
     device = runs.hardware(runs.resolve_device(run_options.get("device")))
     each = f"{one:.1f} s" if one < 120 else f"{one / 60:.1f} min"
-    total = len(pending) * one
+    total = sum(one * len(group) / len(groups[0]) for group in groups)
     whole = f"{total:.0f} s" if total < 120 else f"{total / 60:.0f} min" if total < 7200 else f"{total / 3600:.1f} h"
-    return (f"{len(pending)} of {len(configs)} runs to train; one takes about {each} on {device} "
+    what = (f"in {len(groups)} pack{'s' if len(groups) > 1 else ''} of {', '.join(str(len(g)) for g in groups)}; "
+            f"a pack of {len(groups[0])} takes" if pack else "one takes")
+    return (f"{len(pending)} of {len(configs)} runs to train; {what} about {each} on {device} "
             f"(measured now: a few iterations and evaluations), so about {whole} in all")
 
 
@@ -789,11 +798,18 @@ def select_on_validation(configs, runs_dir, data: Optional[cifar.Cifar] = None,
 
 # --- experiment notebooks -------------------------------------------------------
 
-def run_all(configs: dict, runs_dir, data: cifar.Cifar, *, report: bool = True, **run_options) -> dict:
-    """`run` every configuration of ``configs`` (any key -> `Config`), in
+def run_all(configs: dict, runs_dir, data: cifar.Cifar, *, report: bool = True, pack: bool = True,
+            max_pack: Optional[int] = None, **run_options) -> dict:
+    """Train every configuration of ``configs`` (any key -> `Config`), in
     order (`dm.runs.run_all`): stored results load at once, interrupted runs
-    resume. Returns key -> result."""
-    return runs.run_all(run, configs, runs_dir, data, report=report, **run_options)
+    resume. With ``pack`` (the default) the runs that can share a pack
+    (`packs`: one per column of Table 1) train together (`run_packed`, at
+    most ``max_pack`` to a pack), else one at a time (`run`). Returns key ->
+    result."""
+    if not pack:
+        return runs.run_all(run, configs, runs_dir, data, report=report, **run_options)
+    return runs.run_all(run_packed, configs, runs_dir, data, report=report, packs=packs,
+                        max_pack=max_pack, **run_options)
 
 
 class NotebookSetup(NamedTuple):
@@ -809,7 +825,7 @@ def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None,
                    use_drive: bool = True, data_root=None, overrides: Optional[dict] = None,
                    compile: bool = True, precision: Optional[str] = None, smoke_iterations: int = 4,
                    eval_train: bool = True) -> NotebookSetup:
-    """The shared set-up of the CIFAR notebooks, for ``mode`` (default `mode()`).
+    """The shared set-up of the CIFAR notebooks, for ``mode`` (default `dm.runs.mode`).
 
     ``preset_config``: the experiment's preset (`preset`: the paper's text or
     the authors' code), changed by ``overrides`` (e.g. ``{"weight_decay":
@@ -826,7 +842,7 @@ def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None,
     temporary folder and read through torchvision's loader; the base
     configuration shrunk by `smoke_config`; ``runs_dir`` defaults to that
     temporary folder."""
-    mode = _mode_from_environment() if mode is None else mode
+    mode = runs.mode() if mode is None else mode
     if mode not in ("full", "smoke"):
         raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")
     base = dataclasses.replace(preset_config, **(overrides or {}))
@@ -895,21 +911,182 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return dataclasses.replace(preset(args.preset, values.get("dataset", "cifar100")), **values)
 
 
+def _data(dataset: str, runs_dir, data_root, download: bool, fabricated: bool) -> cifar.Cifar:
+    """The data set the command line trains on: CIFAR from ``data_root``, or
+    a tiny one fabricated in CIFAR's format under ``runs_dir``."""
+    if fabricated:
+        root = Path(runs_dir) / "fabricated-data"
+        return cifar.load(dataset, root, checksums=cifar.fabricate(root, dataset))
+    return cifar.load(dataset, data_root, download=download)
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TABLE_COMMANDS:
+        return table_main(argv)
     args = _parser().parse_args(argv)
     config = config_from_args(args)
-    if args.fabricated:
-        root = Path(args.runs_dir) / "fabricated-data"
-        checksums = cifar.fabricate(root, config.dataset)
-        data = cifar.load(config.dataset, root, checksums=checksums)
-    else:
-        data = cifar.load(config.dataset, args.data_root, download=args.download)
+    data = _data(config.dataset, args.runs_dir, args.data_root, args.download, args.fabricated)
     result = run(config, args.runs_dir, data, device=args.device,
                  precision=args.precision, compile=args.compile,
                  progress=not args.no_progress)
     print(json.dumps({k: result[k] for k in (
         "name", "best_test_accuracy", "final_test_accuracy", "realised_noise_rate",
         "hardware", "wall_seconds")}, indent=1))
+    return 0
+
+
+# --- a whole table from the command line, on one machine or many ---------------------
+
+TABLE_COMMANDS = ("table1", "table9", "collect")
+TABLE_DATASETS = {"table1": "cifar100", "table9": "cifar10"}
+
+
+def table_configs(table: str, base: Config, rows=None, columns=None) -> dict:
+    """The cells of ``table`` ("table1" or "table9") built from ``base``, as
+    ``{(row, column): Config}``, column by column: the order in which they
+    pack (`packs`). Table 1: rows are the paper's method rows, columns its
+    keys ("clean", "s0.4", "a0.2", ...); Table 9: rows are its models
+    ("CCE", "DM lambda=0.5, beta=12", ...), columns its noise rates ("0.4").
+    ``rows``/``columns``: keep only those (an unknown name is an error)."""
+    from . import paper
+
+    if table == "table1":
+        all_rows, all_columns = paper.table1_rows(), [c["key"] for c in paper.table1_columns()]
+        cells = {(row, key): paper.table1_config(row, key, base) for key in all_columns for row in all_rows}
+    elif table == "table9":
+        all_rows = list(dict.fromkeys(row["model"] for row in paper.table9_rows()))
+        all_columns = list(dict.fromkeys(f"{row['rate']:g}" for row in paper.table9_rows()))
+        cells = {(row["model"], f"{row['rate']:g}"): paper.table9_config(row, base) for row in paper.table9_rows()}
+    else:
+        raise ValueError(f"table must be 'table1' or 'table9', got {table!r}")
+    for given, known, what in ((rows, all_rows, "row"), (columns, all_columns, "column")):
+        unknown = [name for name in given or () if name not in known]
+        if unknown:
+            raise ValueError(f"unknown {table} {what} {unknown[0]!r}; the {what}s are {known}")
+    return {key: config for key, config in cells.items()
+            if (rows is None or key[0] in rows) and (columns is None or key[1] in columns)}
+
+
+def shard(cells: dict, index: int, count: int) -> dict:
+    """Shard ``index`` of ``count`` (0-based, as ``sbatch --array=0-<count-1>``
+    numbers its tasks) of ``cells``: a contiguous slice of their order, so
+    every cell is in exactly one shard and a shard's cells share as few
+    packs as possible (Table 1 in 7 shards: one column each)."""
+    _checks.positive_integer("shard count", count)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        raise ValueError(f"shard index must lie in [0, {count - 1}], got {index!r}")
+    keys = list(cells)
+    chosen = keys[len(keys) * index // count:len(keys) * (index + 1) // count]
+    return {key: cells[key] for key in chosen}
+
+
+def _shard_argument(text: str) -> tuple:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes I/N, e.g. 0/7, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def _table_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dm.experiments {table1,table9,collect}",
+        description="Train a share of Table 1 (CIFAR-100) or Table 9 (CIFAR-10), packed where possible, "
+                    "or print the tables of the runs a folder holds beside the paper's.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for table in ("table1", "table9"):
+        sub = commands.add_parser(table, help=f"train {table}'s cells (or a shard of them)")
+        sub.add_argument("--rows", nargs="+", default=None, help="only these rows (default: all)")
+        sub.add_argument("--columns", nargs="+", default=None,
+                         help="only these columns: Table 1's keys (clean s0.2 ... a0.4), Table 9's rates (0.2 ...)")
+        sub.add_argument("--shard", type=_shard_argument, default=(0, 1),
+                         help="I/N: train the I-th of N shares (0-based: sbatch --array=0-<N-1>); default 0/1")
+        sub.add_argument("--dry-run", action="store_true", help="print the share's run names, train nothing")
+        sub.add_argument("--max-pack", type=int, default=None, help="at most this many runs to a pack")
+        sub.add_argument("--no-pack", action="store_true", help="train one run at a time")
+        sub.add_argument("--data-root", default=None, help="CIFAR cache folder (default: $DM_DATA or ~/.cache/dm)")
+        sub.add_argument("--download", action="store_true", help="download CIFAR if missing")
+        sub.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
+        sub.add_argument("--compile", action="store_true", help="torch.compile the model")
+        sub.add_argument("--precision", choices=PRECISIONS, default=None, help="as for a single run")
+        sub.add_argument("--no-progress", action="store_true")
+    collect = commands.add_parser("collect", help="print the tables of the runs under --runs-dir")
+    for sub in (*(commands.choices[t] for t in ("table1", "table9")), collect):
+        sub.add_argument("--runs-dir", default="runs", help="where run folders are (default: runs)")
+        sub.add_argument("--preset", choices=("paper", "authors"), default="paper",
+                         help="the settings of the table's runs (default: the paper's text)")
+        sub.add_argument("--smoke", action="store_true",
+                         help="a pipeline check: tiny runs (dm.experiments.smoke_config) on data fabricated "
+                              "in CIFAR's format; their numbers are not a reproduction")
+    return parser
+
+
+def _table_base(table: str, preset_name: str, smoke: bool) -> Config:
+    base = preset(preset_name, TABLE_DATASETS[table])
+    return smoke_config(base) if smoke else base
+
+
+def collect(runs_dir, preset_name: str = "paper", smoke: bool = False) -> str:
+    """The tables of the runs under ``runs_dir`` (every ``result.json``, at
+    any depth) beside the paper's, as the notebooks show them: Table 1 for
+    the CIFAR-100 runs, Table 9 for the CIFAR-10 ones, each built from the
+    ``preset_name`` preset (`smoke_config` of it with ``smoke``, whose
+    numbers are shown alone, as a pipeline check). Results that are in
+    neither table (another preset, changed settings) are counted."""
+    from . import paper
+
+    results = paper.load_results(runs_dir)
+    parts, placed = [], 0
+    for table, dataset in TABLE_DATASETS.items():
+        base = _table_base(table, preset_name, smoke)
+        cells_of = paper.table1_cells if table == "table1" else paper.table9_cells
+        markdown = paper.table1_markdown if table == "table1" else paper.table9_markdown
+        fitting = []
+        for result in results:
+            if result["config"].get("dataset") != dataset:
+                continue
+            try:
+                if cells_of([result], base, include_smoke=smoke):
+                    fitting.append(result)
+            except ValueError:
+                pass
+        if not fitting:
+            continue
+        placed += len(fitting)
+        if smoke:
+            parts.append(f"PIPELINE CHECK, not a result: {len(fitting)} smoke runs\n\n" + markdown(
+                fitting, base, include_smoke=True, show_paper=False, label="smoke pipeline check"))
+        else:
+            parts.append(runs.mode_banner("full", len(fitting), "CIFAR-100" if table == "table1" else "CIFAR-10")
+                         + "\n\n" + markdown(fitting, base) + "\n\n" + runs.describe_runs(fitting, "full"))
+    parts.append(f"{placed} of {len(results)} results under {runs_dir} placed in the tables of the "
+                 f"{preset_name!r} preset{' (smoke)' if smoke else ''}")
+    return "\n\n".join(parts)
+
+
+def table_main(argv) -> int:
+    """``python -m dm.experiments table1|table9|collect ...`` (see `_table_parser`)."""
+    args = _table_parser().parse_args(argv)
+    if args.command == "collect":
+        print(collect(args.runs_dir, args.preset, args.smoke))
+        return 0
+    cells = table_configs(args.command, _table_base(args.command, args.preset, args.smoke),
+                          args.rows, args.columns)
+    share = shard(cells, *args.shard)
+    if args.dry_run:
+        for config in share.values():
+            print(config.name())
+        return 0
+    dataset = TABLE_DATASETS[args.command]
+    options = dict(device=args.device, precision=args.precision, compile=args.compile,
+                   progress=not args.no_progress, eval_train=args.command == "table9")
+    print(f"{args.command}, shard {args.shard[0]}/{args.shard[1]}: {len(share)} of {len(cells)} runs")
+    with tempfile.TemporaryDirectory(prefix="dm-fabricated-") as scratch:  # one per shard: no race
+        data = _data(dataset, scratch, args.data_root, args.download, args.smoke)
+        run_all(share, args.runs_dir, data, pack=not args.no_pack, max_pack=args.max_pack, **options)
     return 0
 
 

@@ -441,26 +441,39 @@ def map_processes(function: Callable, calls: list, workers: int = 2) -> list:
 
 
 def run_all(run: Callable, configs: dict, runs_dir, data, *, report: bool = True, workers: int = 1,
-            **run_options) -> dict:
+            packs: Optional[Callable[[list], list]] = None, **run_options) -> dict:
     """``run(config, runs_dir, data, **run_options)`` for every configuration
     of ``configs`` (any key -> config), in order: stored results load at
     once, interrupted runs resume. Returns key -> result. Prints how many
     were stored already, the session's time and, with ``report``, one line
     per run.
 
-    ``workers``: with more than one, the runs are shared out to that many
-    processes (`map_processes`). Each run writes its own folder, so they do
-    not interfere."""
+    ``packs``: a function that partitions the configurations into lists
+    that train together (`dm.experiments.packs`); ``run`` then takes such a
+    list in place of one configuration and returns its results in order
+    (`dm.experiments.run_packed`). ``workers``: with more than one, the
+    calls are shared out to that many processes (`map_processes`). Each run
+    writes its own folder, so they do not interfere."""
     stored = sum(load_result(config, runs_dir) is not None for config in configs.values())
     print(f"{stored} of {len(configs)} runs already stored in {runs_dir}")
     start = time.perf_counter()
-    calls = [dict(config=config, runs_dir=runs_dir, data=data, **run_options) for config in configs.values()]
-    results = dict(zip(configs, map_processes(run, calls, workers)))
+    if packs is None:
+        calls = [dict(config=config, runs_dir=runs_dir, data=data, **run_options) for config in configs.values()]
+        results = dict(zip(configs, map_processes(run, calls, workers)))
+    else:
+        groups = packs(list(configs.values()))
+        calls = [dict(configs=group, runs_dir=runs_dir, data=data, **run_options) for group in groups]
+        by_config = {config: result for group, results in zip(groups, map_processes(run, calls, workers))
+                     for config, result in zip(group, results)}
+        results = {key: by_config[config] for key, config in configs.items()}
+        print(f"{len(configs)} runs in {len(groups)} pack{'s' if len(groups) > 1 else ''} "
+              f"of {', '.join(str(len(g)) for g in groups)}")
     if report:
         for key, result in results.items():
             label = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
             print(f"{label:<28} final test accuracy {result['final_test_accuracy']:.3f} "
-                  f"({result['wall_seconds'] / 60:.1f} min on {result['hardware']})")
+                  f"({result['wall_seconds'] / 60:.1f} min on {result['hardware']}"
+                  + (f", in a pack of {result['pack_size']}" if result.get("pack_size", 1) > 1 else "") + ")")
     print(f"{len(results)} results; this session: {time.perf_counter() - start:.0f} s")
     return results
 

@@ -35,13 +35,13 @@ import torch
 from torch import nn
 
 from . import _checks, imdb, losses, noise, paragraph_vectors, runs
-from .runs import describe_runs, load_result, mode, mode_banner
+from .runs import load_result
 
 __all__ = [
     "Config", "PAPER_IMDB", "METHODS", "CLASS_WEIGHTS", "TABLE5_ROWS", "TABLE5_DM",
     "IMBALANCE_EXTRA", "table5_config", "table5_configs", "lr_at", "mlp", "Dataset",
     "dataset", "digits_standin", "DIGITS_STANDIN", "class_weights", "make_loss", "run", "load_result", "smoke_config",
-    "NotebookSetup", "notebook_setup", "run_all", "mode", "mode_banner", "describe_runs", "main",
+    "NotebookSetup", "notebook_setup", "run_all", "main",
 ]
 
 METHODS = losses.METHODS  # CCE, GCE, MAE, MSE, their -DN variants, DM
@@ -329,7 +329,7 @@ def run(config: Config, runs_dir, data: Dataset, *, device=None, progress: bool 
         **runs.provenance(device),
         **runs.timing(trained),
         # "smoke" whenever the reviews were fabricated, whatever DM_MODE says.
-        "mode": "smoke" if data.fabricated else mode(),
+        "mode": "smoke" if data.fabricated else runs.mode(),
         "fabricated_data": bool(data.fabricated),
     }
     return runs.finish(out, result, model)

@@ -1,7 +1,7 @@
 """nbval runs the experiment notebooks in smoke mode unless told otherwise.
 
 The notebooks read the switch from the environment variable ``DM_MODE``
-(``dm.experiments.mode()``); kernels that nbval starts inherit this process's
+(``dm.runs.mode()``); kernels that nbval starts inherit this process's
 environment. ``make test`` sets it explicitly; this default makes a bare
 ``pytest notebooks --nbval ...`` do the same instead of asking for a GPU.
 """

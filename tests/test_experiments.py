@@ -205,13 +205,14 @@ def test_training_learns_the_fabricated_classes(data, tmp_path):
         assert result["final_test_accuracy"] > 0.5, (method, result["final_test_accuracy"])
 
 
-def test_mode_switch_is_dm_runs_one(monkeypatch):
-    # The switch's behaviour is tested in test_runs; here, that the name the
-    # CIFAR notebooks use is that function, and that it reads $DM_MODE.
-    assert ex.mode is dm_runs.mode
-    monkeypatch.setenv("DM_MODE", "fast")
-    with pytest.raises(ValueError, match="'fast'"):
-        ex.mode()
+def test_one_name_for_the_mode_switch():
+    # The switch's behaviour is tested in test_runs; the notebooks call it
+    # dm.runs.mode, and neither experiment module offers a second name for it.
+    from dm import sentiment
+
+    for module in (ex, sentiment):
+        for name in ("mode", "mode_banner", "describe_runs"):
+            assert not hasattr(module, name) and name not in module.__all__, (module.__name__, name)
 
 
 CLI = [sys.executable, "-m", "dm.experiments", "--fabricated", "--dataset", "cifar10",
@@ -374,13 +375,13 @@ def test_notebook_setup_full_mode_needs_a_gpu():
 
 
 def test_banner_and_description(data, tmp_path):
-    assert "NOT a reproduction" in ex.mode_banner("smoke", 3, "CIFAR-10")
-    assert ex.mode_banner("full", 3, "CIFAR-10") == "MODE: full. 3 runs with the paper's settings on the real CIFAR-10."
+    assert "NOT a reproduction" in dm_runs.mode_banner("smoke", 3, "CIFAR-10")
+    assert dm_runs.mode_banner("full", 3, "CIFAR-10") == "MODE: full. 3 runs with the paper's settings on the real CIFAR-10."
     result = ex.run(tiny(iterations=2, eval_every=2), tmp_path, data, progress=False)
-    text = ex.describe_runs([result], result["mode"])
+    text = dm_runs.describe_runs([result], result["mode"])
     assert "hardware: CPU" in text and "over 1 runs" in text
     with pytest.raises(ValueError, match="another mode"):
-        ex.describe_runs([result], "full" if result["mode"] == "smoke" else "smoke")
+        dm_runs.describe_runs([result], "full" if result["mode"] == "smoke" else "smoke")
 
 
 def test_fabricated_data_always_makes_a_smoke_result(data, tmp_path, monkeypatch):
@@ -485,8 +486,12 @@ def test_estimate_and_the_first_evaluation_report(data, tmp_path, capsys):
     seconds = ex.estimate_seconds(config, data, device="cpu", steps=2, eval_train=False)
     assert seconds > 0
     message = ex.estimate_selection({"a": config, "b": tiny(iterations=40, eval_every=20, seed=9)},
-                                    tmp_path / "sel", data, device="cpu", eval_train=False)
+                                    tmp_path / "sel", data, pack=False, device="cpu", eval_train=False)
     assert message.startswith("2 of 2 runs to train; one takes about ") and "in all" in message
+    message = ex.estimate_selection({"a": config, "b": tiny(iterations=40, eval_every=20, method="MAE"),
+                                     "c": tiny(iterations=40, eval_every=20, seed=9)},
+                                    tmp_path / "sel", data, device="cpu", eval_train=False)
+    assert message.startswith("3 of 3 runs to train; in 2 packs of 2, 1; a pack of 2 takes about ")
     ex.run(tiny(iterations=4, eval_every=2), tmp_path, data, progress=True, eval_train=False)
     err = capsys.readouterr()
     assert "s per 1000 iterations measured here (CPU" in err.out + err.err
