@@ -18,8 +18,16 @@
    device), and a plain torchvision loop (``datasets.CIFAR100`` + PIL transforms + ``DataLoader`` workers,
    each batch moved to the device). Interleaved repeats, medians.
 
+3. Packed training (`dm.experiments.run_packed`): images/s of K runs trained
+   as one `dm.resnet.PackedResNet` (K = 1, 4, 12: Table 1's column is a
+   pack of 12; half DM, half CCE) against the same K runs one at a time, the
+   achieved TFLOP/s (the model's FLOPs per step counted by
+   ``torch.utils.flop_counter``, forward and backward) against the GPU's
+   peak where the script knows it, and the projected time of the whole of
+   Table 1 (84 runs of 30,000 iterations) on this device at the best K.
+
 The targets in the output (DM/CCE <= 1.02, trainer/bound >= 0.9,
-trainer/plain loop >= 5x) are about a GPU. On a CPU the network's arithmetic
+trainer/plain loop >= 5x, Table 1 within 2 H100-hours) are about a GPU. On a CPU the network's arithmetic
 dominates every step, so the loader ratios come out near 1. Defaults depend
 on the device (a GPU run takes a few minutes; a CPU run uses fewer steps and
 a smaller training set); ``--quick`` is a smoke check (ResNet-8, batch 32).
@@ -42,17 +50,28 @@ import torch.nn.functional as F
 import dm
 import dm.cifar
 import dm.experiments
+import dm.packed
 import dm.resnet
+import dm.runs
 
 DATASET = "cifar100"
 NUM_CLASSES = dm.cifar.NUM_CLASSES[DATASET]
 
 # Defaults by setting: (depth, batch, warmup, steps, repeats, train_steps, train_size)
 DEFAULTS = {
-    "cuda": dict(depth=44, batch=256, warmup=20, steps=50, repeats=5, train_steps=400, train_size=50_000),
-    "cpu": dict(depth=44, batch=256, warmup=1, steps=2, repeats=3, train_steps=3, train_size=2_560),
-    "quick": dict(depth=8, batch=32, warmup=1, steps=2, repeats=2, train_steps=2, train_size=256),
+    "cuda": dict(depth=44, batch=256, warmup=20, steps=50, repeats=5, train_steps=400, train_size=50_000,
+                 packs=(1, 4, 12)),
+    "cpu": dict(depth=44, batch=256, warmup=1, steps=2, repeats=3, train_steps=3, train_size=2_560,
+                packs=(1, 4)),
+    "quick": dict(depth=8, batch=32, warmup=1, steps=2, repeats=2, train_steps=2, train_size=256,
+                  packs=(1, 2)),
 }
+
+# Table 1: 84 runs (12 methods x 7 columns) of 30,000 iterations at batch 256.
+TABLE1_RUNS, TABLE1_ITERATIONS = 84, 30_000
+
+# Dense 16-bit tensor-core peaks the vendors state (TFLOP/s), by GPU name.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "T4": 65.0, "V100": 125.0}
 
 
 # --- timing -------------------------------------------------------------------
@@ -197,6 +216,8 @@ def main(argv=None):
     parser.add_argument("--train-size", type=int, help="training images (default: GPU 50000, CPU 2560)")
     parser.add_argument("--workers", type=int,
                         help="DataLoader workers of the plain loop (default: CPU count, at most 8)")
+    parser.add_argument("--packs", type=int, nargs="+",
+                        help="pack sizes K of part 3 (default: GPU 1 4 12, CPU 1 4; --quick: 1 2)")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: torch's; 1 avoids stalls on busy shared cores)")
     args = parser.parse_args(argv)
@@ -279,7 +300,56 @@ def main(argv=None):
           f"median wall {wall:.2f} s, of which evaluation {overhead:.2f} s (left out of its images/s)")
     print(f"  trainer/bound: {ips['trainer'] / ips['bound']:.3f} (target >= 0.9)")
     print(f"  trainer/plain loop: {ips['trainer'] / ips['plain']:.2f}x (target >= 5x)")
+
+    # 3. Packed training.
+    packed_figures(model, x, y, args, device, precision, memory_format)
     print(f"\ntotal: {time.perf_counter() - began:.0f} s")
+
+
+def step_flops(model, x, y) -> int:
+    """FLOPs of one training step of ``model`` on the batch ``x`` (forward
+    and backward of its convolutions and matrix products, as
+    ``torch.utils.flop_counter`` counts them; the loss and the optimizer
+    are negligible beside them), counted on a copy on the CPU in float32."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = copy.deepcopy(model).cpu().float().train()
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x.cpu().float().contiguous()), y.cpu()).backward()
+    return counter.get_total_flops()
+
+
+def packed_figures(model, x, y, args, device, precision, memory_format):
+    """Part 3: K runs as one packed model against one at a time."""
+    device_name = dm.runs.hardware(device)
+    flops = step_flops(model, x, y)
+    peak = next((value for key, value in PEAK_TFLOPS.items() if key in device_name), None)
+    print(f"\n3. packed training (dm.resnet.PackedResNet), K runs (half DM(0.5, 8), half CCE) on one batch; "
+          f"{flops / 1e9:.1f} GFLOP per run and step (forward + backward)")
+    single = Step(model, dm.CCE(check_inputs=False), device, precision, memory_format)
+    timed(lambda: single(x, y), args.warmup, device)
+    one_ms = statistics.median(timed(lambda: single(x, y), args.steps, device) for _ in range(args.repeats)) * 1e3
+    print(f"  one run at a time: {one_ms:.2f} ms/step, {args.batch / one_ms * 1e3:.0f} images/s")
+    best = None
+    for k in args.packs:
+        members = [dm.DMLoss(0.5, 8.0, check_inputs=False) if i % 2 == 0 else dm.CCE(check_inputs=False)
+                   for i in range(k)]
+        pack = dm.resnet.PackedResNet([model] * k) if k > 1 else model
+        loss = dm.packed.Stacked(members) if k > 1 else members[0]
+        step = Step(pack, lambda logits, targets: loss(logits, targets).sum() if k > 1 else loss(logits, targets),
+                    device, precision, memory_format)
+        timed(lambda: step(x, y), args.warmup, device)
+        ms = statistics.median(timed(lambda: step(x, y), args.steps, device) for _ in range(args.repeats)) * 1e3
+        images = k * args.batch / ms * 1e3
+        tflops = k * flops / ms * 1e3 / 1e12
+        share = f", {tflops / peak:.1%} of the {peak:.0f} TFLOP/s peak" if peak else ""
+        table1 = TABLE1_RUNS / k * TABLE1_ITERATIONS * ms / 1e3 / 3600
+        print(f"  K = {k:2d}: {ms:9.2f} ms/step, {images:8.0f} images/s ({images * one_ms / args.batch / 1e3:.2f}x "
+              f"one at a time), {tflops:7.3f} TFLOP/s{share}; Table 1 at this K: {table1:.1f} h")
+        if best is None or table1 < best[1]:
+            best = (k, table1)
+    print(f"  projected Table 1 ({TABLE1_RUNS} runs x {TABLE1_ITERATIONS} iterations, steps only) on "
+          f"{device_name}: {best[1]:.1f} h at K = {best[0]} (target: 2 H100-hours)")
 
 
 if __name__ == "__main__":

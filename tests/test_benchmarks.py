@@ -33,6 +33,12 @@ def test_train_step_quick_prints_every_figure():
         r"^  trainer runs: 2 x 2 iterations on CPU",
         rf"^  trainer/bound: {number} \(target >= 0\.9\)$",
         rf"^  trainer/plain loop: {number}x \(target >= 5x\)$",
+        r"^3\. packed training \(dm\.resnet\.PackedResNet\), K runs .*; " + number + " GFLOP per run and step",
+        rf"^  one run at a time: {number} ms/step, {number} images/s$",
+        rf"^  K =  1: +{number} ms/step, +{number} images/s \({number}x one at a time\), +{number} TFLOP/s; "
+        rf"Table 1 at this K: {number} h$",
+        rf"^  K =  2: +{number} ms/step, +{number} images/s \({number}x one at a time\)",
+        rf"^  projected Table 1 \(84 runs x 30000 iterations, steps only\) on CPU .+: {number} h at K = [12] ",
         rf"^total: {number} s$",
     ):
         assert re.search(pattern, out, re.MULTILINE), f"no line matches {pattern!r} in:\n{out}"
