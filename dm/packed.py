@@ -11,8 +11,10 @@ that broadcast over the batch. The formulas are the modules' own
 one ``losses[k](logits[k], targets[k])`` gives, to float rounding (reductions
 over a ``[K, B]`` tensor may add in another order).
 
-Members that `Stacked` cannot vectorise (a class weight, ``reduction="none"``,
-a module from elsewhere) are called one by one, so any list of losses works.
+Members that `Stacked` cannot vectorise (a class weight, ``distributed=True``,
+``reduction="none"``, a module from elsewhere) are called one by one, so any
+list of losses works; a distributed member then all-reduces its own
+normaliser over the processes, as it does alone.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ __all__ = ["Stacked"]
 
 
 def _vectorised(loss: nn.Module) -> bool:
+    if getattr(loss, "distributed", False):  # normalised over all processes: one by one
+        return False
     if isinstance(loss, _losses.DN):
         return _vectorised(loss.loss) and loss.reduction == "mean"
     if not isinstance(loss, (_losses._LogitLoss, _losses.DMLoss)) or loss.weight is not None:
