@@ -123,6 +123,48 @@ def _total(w: torch.Tensor, dim=None) -> torch.Tensor:
     return total.clamp_min(torch.finfo(w.dtype).tiny)
 
 
+def _world_size(owner: str) -> int:
+    """The number of processes in torch.distributed's default process group,
+    over whose global batch a loss with ``distributed=True`` normalises."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            f"{owner}(distributed=True) normalises over the global batch of all processes and needs "
+            "torch.distributed's default process group, but none is initialised: call "
+            "torch.distributed.init_process_group() first (under torchrun too), or pass distributed=False")
+    return dist.get_world_size()
+
+
+def _all_reduce(x: torch.Tensor, op) -> torch.Tensor:
+    """A copy of ``x`` reduced over all processes; ``x`` needs no gradient,
+    so the result is a constant for the backward pass."""
+    x = x.clone()
+    torch.distributed.all_reduce(x, op=op)
+    return x
+
+
+def _softmax(x: torch.Tensor, distributed: bool) -> torch.Tensor:
+    """``softmax(x)`` over the batch, ``x`` of shape [B]; with ``distributed``
+    over the global batch of all N processes, times N (see `DMLoss`). The
+    global maximum is subtracted first (all-reduce MAX, then SUM), so a large
+    ``x`` cannot overflow; where every ``x`` is -inf (class weights all 0)
+    the result is NaN, as torch.softmax's, for the caller to mask."""
+    if not distributed:
+        return torch.softmax(x, dim=0)
+    world = _world_size("DMLoss")
+    top = _all_reduce(x.amax(), torch.distributed.ReduceOp.MAX)
+    e = torch.exp(x - torch.where(torch.isfinite(top), top, 0.0))
+    return e / (_all_reduce(e.sum(), torch.distributed.ReduceOp.SUM) / world)
+
+
+def _global_totals(w: torch.Tensor, count: torch.Tensor):
+    """The global batch's ``sum_i w_i`` and ``count`` over the number of
+    processes N, each clamped as `_total` does (one all-reduce; see `DN`)."""
+    world = _world_size("DN")
+    totals = _all_reduce(torch.stack([w.sum(), count.to(w.dtype)]), torch.distributed.ReduceOp.SUM) / world
+    return totals.clamp_min(torch.finfo(w.dtype).tiny).unbind()
+
+
 def _weight_repr(weight) -> str:
     if weight is None:
         return ""
@@ -288,15 +330,31 @@ class DN(nn.Module):
     ``c_{y_i} w_i`` before normalising (the meaning of torch's ``weight``, as
     in `DMLoss`), and the value is its weighted mean
     ``sum_i c_{y_i} L_i / sum_j c_{y_j}``.
+
+    ``distributed``: under `torch.nn.parallel.DistributedDataParallel` each
+    process sees a slice of the global batch. With ``distributed=False`` (the
+    default) each process normalises over its own slice, so each slice's
+    gradients sum to one and DDP averages them: a different method from
+    normalising over the global batch. With ``distributed=True`` the
+    normaliser ``sum_j w_j`` (and the value's ``B`` or ``sum_j c_{y_j}``) is
+    the global batch's, summed over the default process group's N processes
+    by one all-reduce (a constant for backward), and each example's gradient
+    is multiplied by N, so that DDP's average of the N processes' gradients is
+    exactly the gradient of one process on the concatenated batch. The value
+    is then N times this process's share of the global batch's value; its
+    mean over the processes is the global batch's value. It needs an
+    initialised default process group (``torch.distributed.init_process_group``,
+    e.g. under ``torchrun``); with one process it equals ``distributed=False``.
     """
 
-    def __init__(self, loss: _LogitLoss, reduction: str = "mean"):
+    def __init__(self, loss: _LogitLoss, reduction: str = "mean", *, distributed: bool = False):
         super().__init__()
         if not isinstance(loss, _LogitLoss):
             raise TypeError(
                 f"DN wraps one of dm.losses' CCE, MAE, MSE, GCE, SL, got {type(loss).__name__}")
         self.loss = loss
         self.reduction = _checks.reduction(reduction, ("mean", "none"))
+        self.distributed = bool(distributed)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of ``logits`` [B, C] for class indices ``targets`` [B]; its
@@ -304,14 +362,19 @@ class DN(nn.Module):
         _checks.logits_and_targets(logits, targets, self.loss.check_inputs, self.loss.weight)
         t = _terms(logits, targets)
         w, value = self.loss.example_weight(t.p, t.pbar), self.loss.value(t)
-        if self.loss.weight is None:
-            value = value / len(w)
-        else:
+        if self.loss.weight is not None:
             c = _class_weights(self.loss.weight, targets, w.dtype)
-            w, value = c * w, c * value / _total(c)
-        rows = (w / _total(w))[:, None] * t.direction
-        values = _DesignedGradient.apply(logits, value, rows)
+            w, value = c * w, c * value
+        if self.distributed:
+            total, count = _global_totals(w, w.new_tensor(len(w)) if self.loss.weight is None else c.sum())
+        else:
+            total, count = _total(w), len(w) if self.loss.weight is None else _total(c)
+        rows = (w / total)[:, None] * t.direction
+        values = _DesignedGradient.apply(logits, value / count, rows)
         return values.sum() if self.reduction == "mean" else values
+
+    def extra_repr(self):
+        return "distributed=True" if self.distributed else ""
 
 
 class DMLoss(nn.Module):
@@ -389,13 +452,32 @@ class DMLoss(nn.Module):
     2021 rebuttal). An example whose class weight is 0 gets exactly zero
     gradient; a batch whose examples all have class weight 0 gets a zero
     gradient and value 0.
+
+    ``distributed``: under `torch.nn.parallel.DistributedDataParallel` (e.g.
+    ``torchrun``) each process sees a slice of the global batch. With
+    ``distributed=False`` (the default) each process normalises over its own
+    slice, so each slice's gradients sum to one and DDP averages them: an
+    example's share is its weight over its slice's total, which changes the
+    method. Use ``distributed=True`` with DDP: the normaliser is then the
+    global batch's ``sum_j w_j`` over the default process group's N
+    processes (its log-sum-exp, from an all-reduce MAX of the log weights and
+    an all-reduce SUM of their exponentials less that maximum, so a large
+    ``beta`` cannot overflow; a constant for backward), and each example's
+    gradient is multiplied by N, so that DDP's average of the N processes'
+    gradients is exactly the gradient of one process on the concatenated
+    batch. The value (and ``reduction="none"``'s terms) is then N times this
+    process's share of the global batch's value; its mean over the processes
+    is the global batch's value. It needs an initialised default process
+    group (``torch.distributed.init_process_group``); with one process it
+    equals ``distributed=False`` to float rounding.
     """
 
     hyperparameters = ("lam", "beta", "eps")
     """The attributes `log_weight` and `fade` read (see `_LogitLoss.hyperparameters`)."""
 
     def __init__(self, lam: float, beta: float, eps: float = 1e-6,
-                 reduction: str = "mean", check_inputs: bool = True, *, weight=None):
+                 reduction: str = "mean", check_inputs: bool = True, *, weight=None,
+                 distributed: bool = False):
         super().__init__()
         self.lam = _checks.nonnegative("lam", lam)
         self.beta = _checks.real("beta", beta)
@@ -403,6 +485,7 @@ class DMLoss(nn.Module):
         self.reduction = _checks.reduction(reduction, ("mean", "none"))
         self.check_inputs = bool(check_inputs)
         self.register_buffer("weight", _checks.class_weight(weight))
+        self.distributed = bool(distributed)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of ``logits`` [B, C] for class indices ``targets`` [B]; its
@@ -411,12 +494,12 @@ class DMLoss(nn.Module):
         t = _terms(logits, targets)
         log_w = self.log_weight(t.p, t.pbar)
         if self.weight is None:
-            normalised = torch.softmax(log_w, dim=0)
+            normalised = _softmax(log_w, self.distributed)
         else:
             c = _class_weights(self.weight, targets, log_w.dtype)
             # log 0 = -inf gives weight 0; if all are -inf the softmax is NaN,
             # and the mask turns it into zeros (no host sync).
-            normalised = torch.where(c > 0, torch.softmax(log_w + torch.log(c), dim=0), 0.0)
+            normalised = torch.where(c > 0, _softmax(log_w + torch.log(c), self.distributed), 0.0)
         rows = (normalised * self.fade(t.pbar))[:, None] * t.direction
         values = _DesignedGradient.apply(logits, normalised * -t.log_p, rows)
         return values.sum() if self.reduction == "mean" else values
@@ -432,7 +515,8 @@ class DMLoss(nn.Module):
 
     def extra_repr(self):
         return ", ".join(filter(None, (f"lam={self.lam}, beta={self.beta}, eps={self.eps}",
-                                       _weight_repr(self.weight))))
+                                       _weight_repr(self.weight),
+                                       "distributed=True" if self.distributed else "")))
 
 
 METHODS = ("CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM")

@@ -11,8 +11,10 @@ that broadcast over the batch. The formulas are the modules' own
 one ``losses[k](logits[k], targets[k])`` gives, to float rounding (reductions
 over a ``[K, B]`` tensor may add in another order).
 
-Members that `Stacked` cannot vectorise (a class weight, ``reduction="none"``,
-a module from elsewhere) are called one by one, so any list of losses works.
+Members that `Stacked` cannot vectorise (a class weight, ``distributed=True``,
+``reduction="none"``, a module from elsewhere) are called one by one, so any
+list of losses works; a distributed member then all-reduces its own
+normaliser over the processes, as it does alone.
 
 A pack's state follows one rule (`split_state`, `join_states`): each tensor
 is its K members' tensors concatenated along dim 0. `dm.resnet.PackedResNet`
@@ -34,6 +36,8 @@ __all__ = ["Stacked", "split_state", "join_states"]
 
 
 def _vectorised(loss: nn.Module) -> bool:
+    if getattr(loss, "distributed", False):  # normalised over all processes: one by one
+        return False
     if isinstance(loss, _losses.DN):
         return _vectorised(loss.loss) and loss.reduction == "mean"
     if not isinstance(loss, (_losses._LogitLoss, _losses.DMLoss)) or loss.weight is not None:

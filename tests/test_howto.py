@@ -2,13 +2,17 @@
 what it quotes from the paper and promises about the API is still true."""
 
 import inspect
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import dm
 import dm.paper
 
-PAGE = Path(__file__).resolve().parents[1] / "book" / "howto.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "book" / "howto.md"
 # A fenced ```python block, also indented (in a list item): (indent, code).
 BLOCK = re.compile(r"^([ \t]*)```python\n(.*?)^\1```[ \t]*$", re.S | re.M)
 
@@ -23,6 +27,15 @@ def code_blocks():
     return blocks
 
 
+TORCHRUN = "# train_dm.py: run with  torchrun"
+
+
+def session_blocks():
+    """The blocks a reader runs in one session: all but the torchrun script,
+    which `test_the_torchrun_script_trains_under_torchrun` runs as one."""
+    return [block for block in code_blocks() if not block.startswith(TORCHRUN)]
+
+
 def test_the_page_has_its_code_blocks():
     assert len(code_blocks()) >= 5
     assert "```py\n" not in PAGE.read_text()  # every block is tagged python, so none escapes the test
@@ -32,7 +45,7 @@ def test_the_code_blocks_run_in_order():
     """Like a reader pasting them one after another into one session: the
     blocks share one namespace, and their assertions are the page's claims."""
     namespace = {"__name__": "howto"}
-    for number, code in enumerate(code_blocks(), 1):
+    for number, code in enumerate(session_blocks(), 1):
         exec(compile(code, f"{PAGE.name}, code block {number}", "exec"), namespace)
 
 
@@ -46,10 +59,31 @@ def test_the_three_lines_use_dmloss_as_documented():
     assert parameters["check_inputs"].default is True
 
 
-def test_distributed_is_still_only_planned():
-    assert "distributed" not in inspect.signature(dm.DMLoss).parameters, (
-        "book/howto.md says DMLoss has no distributed option yet: update its DDP section")
-    assert "distributed=True` option" in PAGE.read_text() and "does not exist yet" in PAGE.read_text()
+def test_the_ddp_section_documents_distributed():
+    for loss in (dm.DMLoss, dm.DN):
+        parameter = inspect.signature(loss).parameters["distributed"]
+        assert parameter.default is False and parameter.kind is parameter.KEYWORD_ONLY, loss
+    text = PAGE.read_text()
+    assert "does not exist yet" not in text and "is planned" not in text
+    assert "### Under DDP: `distributed=True`" in text
+    assert "```bash\ntorchrun --nproc_per_node=4 train_dm.py" in text
+    assert "The global batch is the\nper-process batch times $N$" in text
+    script = [block for block in code_blocks() if block.startswith(TORCHRUN)]
+    assert len(script) == 1 and len(session_blocks()) == len(code_blocks()) - 1
+    assert "dm.DMLoss(lam=0.5, beta=8.0, distributed=True)" in script[0]
+    assert "DistributedDataParallel" in script[0] and "batch_size=128 // world" in script[0]
+
+
+def test_the_torchrun_script_trains_under_torchrun(tmp_path):
+    """The page's script, run as it says, with two CPU processes (gloo)."""
+    (script,) = [block for block in code_blocks() if block.startswith(TORCHRUN)]
+    (tmp_path / "train_dm.py").write_text(script)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "train_dm.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.findall(r"^epoch (\d): loss \d+\.\d{4}$", run.stdout, re.M) == ["0", "1"], run.stdout
 
 
 def test_quoted_table9_settings_are_the_papers():
