@@ -747,14 +747,14 @@ def estimate_seconds(config, data: cifar.Cifar, *, steps: int = 20, **run_option
 
 
 def estimate_selection(configs, runs_dir, data: cifar.Cifar, *, pack: bool = True,
-                       max_pack: Optional[int] = None, **run_options) -> str:
+                       max_pack: Optional[int] = None, steps: int = 20, **run_options) -> str:
     """What the notebooks print before their runs: how many of ``configs``
     (an iterable, or a dict's values) are still to train in ``runs_dir``,
     how long one run (with ``pack``: one pack, as `run_all` forms them) takes
     here (`estimate_seconds`, measured on the first) and the whole
     selection's estimate (that time per run or pack; a smaller pack is
     counted in proportion to its size, an upper bound since a pack costs
-    less than its runs)."""
+    less than its runs). ``steps``: as for `estimate_seconds`."""
     configs = list(configs.values() if isinstance(configs, dict) else configs)
     pending = [c for c in configs if load_result(c, runs_dir) is None]
     if not pending:
@@ -763,7 +763,7 @@ def estimate_selection(configs, runs_dir, data: cifar.Cifar, *, pack: bool = Tru
     if pack:
         size = max_pack or len(pending)
         groups = [group[i:i + size] for group in packs(pending) for i in range(0, len(group), size)]
-    one = estimate_seconds(groups[0], data, **run_options)
+    one = estimate_seconds(groups[0], data, steps=steps, **run_options)
     device = runs.hardware(runs.resolve_device(run_options.get("device")))
     each = f"{one:.1f} s" if one < 120 else f"{one / 60:.1f} min"
     total = sum(one * len(group) / len(groups[0]) for group in groups)

@@ -486,11 +486,11 @@ def test_estimate_and_the_first_evaluation_report(data, tmp_path, capsys):
     seconds = ex.estimate_seconds(config, data, device="cpu", steps=2, eval_train=False)
     assert seconds > 0
     message = ex.estimate_selection({"a": config, "b": tiny(iterations=40, eval_every=20, seed=9)},
-                                    tmp_path / "sel", data, pack=False, device="cpu", eval_train=False)
+                                    tmp_path / "sel", data, pack=False, steps=2, device="cpu", eval_train=False)
     assert message.startswith("2 of 2 runs to train; one takes about ") and "in all" in message
     message = ex.estimate_selection({"a": config, "b": tiny(iterations=40, eval_every=20, method="MAE"),
                                      "c": tiny(iterations=40, eval_every=20, seed=9)},
-                                    tmp_path / "sel", data, device="cpu", eval_train=False)
+                                    tmp_path / "sel", data, steps=2, device="cpu", eval_train=False)
     assert message.startswith("3 of 3 runs to train; in 2 packs of 2, 1; a pack of 2 takes about ")
     ex.run(tiny(iterations=4, eval_every=2), tmp_path, data, progress=True, eval_train=False)
     err = capsys.readouterr()

@@ -86,8 +86,8 @@ def test_packed_resnet_is_its_members_exactly_in_float64(shortcut, batchnorm):
     assert torch.allclose(pack(x), torch.stack([m(x) for m in members]), rtol=0, atol=1e-12)
 
 
-def test_packed_runs_are_the_separate_runs(data, tmp_path):
-    configs = three()
+def test_packed_runs_are_the_separate_runs_also_after_a_resume(data, tmp_path):
+    configs = three(iterations=6, lr_milestones=(4,))
     separate = [ex.run(c, tmp_path / "separate", data, progress=False) for c in configs]
     together = ex.run_packed(configs, tmp_path / "packed", data, progress=False)
     for a, b in zip(separate, together):
@@ -100,21 +100,16 @@ def test_packed_runs_are_the_separate_runs(data, tmp_path):
     model = resnet.resnet("resnet8", 10)
     model.load_state_dict(weights(tmp_path / "packed", together[1]))
 
-
-def test_a_packed_run_resumes(data, tmp_path):
-    configs = three(iterations=6, lr_milestones=(4,))
-    whole = ex.run_packed(configs, tmp_path / "whole", data, progress=False)
+    # Interrupted after 3 iterations and resumed: the same runs.
     assert ex.run_packed(configs, tmp_path / "cut", data, progress=False, stop_at=3) == [None] * 3
     for c in configs:  # each member keeps a checkpoint of its own, where `run` keeps one
         assert (tmp_path / "cut" / c.name() / "checkpoint.pt").exists()
     resumed = ex.run_packed(configs, tmp_path / "cut", data, progress=False)
-    for a, b in zip(whole, resumed):  # the same code on the same CPU: bit for bit
+    for a, b, c in zip(together, resumed, separate):  # the same code on the same CPU: bit for bit
         assert a["history"] == b["history"] and [s["start"] for s in b["segments"]] == [0, 3]
-        wa, wb = weights(tmp_path / "whole", a), weights(tmp_path / "cut", b)
+        wa, wb = weights(tmp_path / "packed", a), weights(tmp_path / "cut", b)
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    separate = [ex.run(c, tmp_path / "separate", data, progress=False) for c in configs]
-    for a, b in zip(separate, resumed):
-        assert_same_run(a, b, tmp_path / "separate", tmp_path / "cut")
+        assert_same_run(c, b, tmp_path / "separate", tmp_path / "cut")
 
 
 def test_a_pack_member_resumes_alone_and_packs_form_by_iteration(data, tmp_path):
