@@ -115,23 +115,22 @@ class Stacked(nn.Module):
 
     def _group(self, group, logits, targets):
         """The values ([K_g]) of one group's losses, with their designed gradient."""
-        Kg, B, C = logits.shape
-        p, pbar, log_p, direction = (
-            x.view(Kg, B, *x.shape[1:]) for x in _losses._terms(logits.reshape(Kg * B, C), targets.reshape(Kg * B)))
+        B = logits.shape[1]
+        t = _losses._terms(logits, targets)  # [K_g, B] terms
         first = self.members[group[0]]
         wrapped = isinstance(first, _losses.DN)
         modules = [self.members[k].loss if wrapped else self.members[k] for k in group]
-        cls, h = type(modules[0]), self._stacked_hyperparameters(tuple(group), modules, p.dtype, p.device)
+        cls, h = type(modules[0]), self._stacked_hyperparameters(tuple(group), modules, t.p.dtype, t.p.device)
         if cls is _losses.DMLoss:  # as DMLoss.forward, normalised over each batch
-            normalised = torch.softmax(cls.log_weight(h, p, pbar), dim=1)
-            magnitude, value = normalised * cls.fade(h, pbar), (normalised * -log_p).sum(1)
+            normalised = torch.softmax(cls.log_weight(h, t.p, t.pbar), dim=1)
+            magnitude, value = normalised * cls.fade(h, t.pbar), (normalised * -t.log_p).sum(1)
         else:
-            w = cls.example_weight(h, p, pbar)
-            value = cls.value(h, _losses._Terms(p, pbar, log_p, direction))
+            w = cls.example_weight(h, t.p, t.pbar)
+            value = cls.value(h, t)
             if wrapped:  # as DN.forward: the weights over their batch total, the mean value
                 magnitude, value = w / _losses._total(w, dim=1), value.mean(1)
             elif first.reduction == "mean":
                 magnitude, value = w / B, value.mean(1)
             else:
                 magnitude, value = w, value.sum(1)
-        return _losses._DesignedGradient.apply(logits, value, magnitude[..., None] * direction)
+        return _losses._DesignedGradient.apply(logits, value, magnitude, t.direction)
