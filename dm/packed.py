@@ -79,6 +79,7 @@ class Stacked(nn.Module):
                                 for m in self.members)
         self._cache: dict = {}
         order = [k for group in self.groups for k in group]
+        self._in_order = order == list(range(len(order)))  # then the values need no reordering
         self.register_buffer("_inverse", torch.argsort(torch.tensor(order, dtype=torch.long)),
                              persistent=False)
 
@@ -101,9 +102,22 @@ class Stacked(nn.Module):
                 (k,) = group
                 values.append(self.members[k](logits[k], targets[k]).reshape(1))
                 continue
-            index = torch.tensor(group, device=logits.device)
-            values.append(self._group(group, logits.index_select(0, index), targets.index_select(0, index)))
-        return torch.cat(values)[self._inverse]
+            values.append(self._group(group, *self._select(group, logits, targets)))
+        values = values[0] if len(values) == 1 else torch.cat(values)
+        return values if self._in_order else values[self._inverse]
+
+    def _select(self, group, logits, targets):
+        """The group's logits and targets: all of them, a slice where its
+        members are consecutive, else a gather (its index made once per device)."""
+        first, last = group[0], group[-1]
+        if len(group) == len(self.members):
+            return logits, targets
+        if group == list(range(first, last + 1)):
+            return logits[first:last + 1], targets[first:last + 1]
+        key = ("index", tuple(group), logits.device)
+        if key not in self._cache:
+            self._cache[key] = torch.tensor(group, device=logits.device)
+        return logits.index_select(0, self._cache[key]), targets.index_select(0, self._cache[key])
 
     def _stacked_hyperparameters(self, group, modules, dtype, device) -> SimpleNamespace:
         """`_hyperparameters` of a group, made once per dtype and device
