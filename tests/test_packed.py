@@ -72,9 +72,10 @@ def test_bad_input_is_refused_with_the_value_named():
 
 @pytest.mark.parametrize("losses", [
     [dm.DMLoss(0.5, 8.0), dm.DMLoss(0.0, 2.0), dm.DMLoss(1.0, 16.0, eps=0.0)],  # one group: the whole stack
-    [dm.GCE(0.7), dm.GCE(0.3), dm.CCE(), dm.DN(dm.CCE()), dm.DN(dm.CCE()), dm.GCE(0.5)],  # slices and a gather
-], ids=["one group", "slices and a gather"])
-def test_groups_taken_whole_by_slice_or_by_gather_agree_with_one_by_one(losses):
+    [dm.GCE(0.7), dm.GCE(0.3), dm.CCE(), dm.DN(dm.CCE()), dm.DN(dm.CCE()), dm.GCE(0.5)],  # groups out of order
+    [dm.GCE(0.7), dm.CCE(weight=[1.0, 2.0, 1.0, 0.5, 1.0]), dm.DMLoss(0.5, 8.0), dm.GCE(0.3)],  # one called alone
+], ids=["one group", "groups out of order", "one called alone"])
+def test_every_arrangement_of_groups_agrees_with_the_losses_one_by_one(losses):
     generator = torch.Generator().manual_seed(1)
     K, B, C = len(losses), 8, 5
     logits = (4 * torch.randn(K, B, C, generator=generator)).requires_grad_(True)
