@@ -18,9 +18,12 @@ and its gradient from closed forms rather than by differentiating the value:
 that is Derivative Manipulation's point of view (Wang et al.,
 arXiv:1905.11233), and it keeps the gradient exact where the textbook route
 divides or subtracts rounded numbers. Internally ``p`` and ``pbar = 1 - p``
-are both computed from the logits in float32 (float64 for float64 logits):
-``pbar`` is the sum of the other classes' probabilities, so it stays exact as
-p -> 1 in float32 and bfloat16, and nothing divides by it. The value is
+are both computed from the logits in float32 (float64 for float64 logits),
+from ``z_y`` and the log-sum-exp ``s`` of the other classes' logits
+(``p = sigmoid(z_y - s)``, ``pbar = sigmoid(s - z_y)``, `_terms`): ``pbar`` is
+the other classes' total probability, so it stays exact as p -> 1 in float32
+and bfloat16, and nothing divides by it. One softmax over the other classes
+gives both ``s`` and the direction, which backward scales row by row. The value is
 returned in that compute dtype (float32 for float16 and bfloat16 logits); the
 gradient in the logits' dtype.
 
@@ -66,48 +69,51 @@ class _Terms(NamedTuple):
     p: torch.Tensor          # [B] probability of the labelled class
     pbar: torch.Tensor       # [B] 1 - p, the other classes' total probability
     log_p: torch.Tensor      # [B] log p, exact also as p -> 1
-    direction: torch.Tensor  # [B, C] unit-L1 direction d (see module docstring)
+    direction: torch.Tensor  # [B, C] softmax_others - onehot(y) = 2 d (see module docstring)
 
 
 def _terms(logits: torch.Tensor, targets: torch.Tensor) -> _Terms:
-    """p, pbar = 1 - p, log p and the unit direction, computed without autograd.
+    """p, pbar = 1 - p, log p and CCE's direction, computed without autograd,
+    for logits [..., C] and targets [...] (the terms then have shape [...]).
 
-    With ``s`` the log-sum-exp of the *other* classes' logits,
-    ``log p = -softplus(s - z_y)`` and ``log(1 - p) = -softplus(z_y - s)``:
-    both exact at either end, with no subtraction of rounded probabilities.
+    One softmax over the *other* classes (the labelled logit set to -inf)
+    gives the direction and ``s``, the log-sum-exp of the other classes'
+    logits: its largest entry is ``exp(top - s)``, ``top`` the largest other
+    logit, and lies in [1/(C-1), 1], so ``s = top - log(largest entry)`` is
+    exact to rounding. With ``b = z_y - s = log(p / (1 - p))``,
+    ``p = sigmoid(b)``, ``pbar = sigmoid(-b)`` and ``log p = logsigmoid(b)``:
+    each exact at either end, with no subtraction of rounded probabilities.
     """
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     z = logits.detach().to(dtype)
-    # A comparison, not F.one_hot: one_hot reads the targets' values (a host sync).
-    is_target = torch.arange(z.shape[1], device=z.device) == targets[:, None]
-    z_y = z.gather(1, targets[:, None]).squeeze(1)
-    others = z.masked_fill(is_target, -math.inf)
-    top = others.amax(dim=1, keepdim=True)      # finite: there are >= 2 classes
-    e = torch.exp(others - top)                 # 0 at the labelled class
-    total = e.sum(dim=1)                        # in [1, C - 1]
-    log_sum_others = top.squeeze(1) + torch.log(total)
-    log_p = -F.softplus(log_sum_others - z_y)
-    pbar = torch.exp(-F.softplus(z_y - log_sum_others))
-    direction = 0.5 * (e / total[:, None] - is_target.to(dtype))
-    return _Terms(log_p.exp(), pbar, log_p, direction)
+    index = targets.unsqueeze(-1)
+    # A scatter, not F.one_hot: one_hot reads the targets' values (a host sync).
+    others = z.scatter(-1, index, -math.inf)
+    direction = torch.softmax(others, dim=-1)  # finite: there are >= 2 classes; 0 at the labelled class
+    s = others.amax(-1) - torch.log(direction.amax(-1))
+    direction.scatter_(-1, index, -1.0)
+    b = z.gather(-1, index).squeeze(-1) - s
+    return _Terms(torch.sigmoid(b), torch.sigmoid(-b), F.logsigmoid(b), direction)
 
 
 class _DesignedGradient(torch.autograd.Function):
-    """Returns ``value`` ([B], or [K] for K stacked batches); backward gives
-    ``grad_value[i] * rows[i]`` for the logits ([B, C], or [K, B, C]), in the
-    logits' dtype."""
+    """Returns ``value`` (the loss: a scalar, [B], or [K] for K stacked
+    batches); backward gives the logits ([B, C], or [K, B, C]), in their
+    dtype, the gradient ``grad_value * magnitude * d`` row by row:
+    ``magnitude`` ([B] or [K, B]) is each example's gradient L1 norm for a
+    unit ``grad_value``, and ``direction = 2 d`` (`_Terms`)."""
 
     @staticmethod
-    def forward(ctx, logits, value, rows):
-        ctx.save_for_backward(rows)
+    def forward(ctx, logits, value, magnitude, direction):
+        ctx.save_for_backward(magnitude, direction)
         ctx.logits_dtype = logits.dtype
-        return value.clone()
+        return value
 
     @staticmethod
     def backward(ctx, grad_value):
-        (rows,) = ctx.saved_tensors
-        scale = grad_value.reshape(grad_value.shape + (1,) * (rows.dim() - grad_value.dim()))
-        return (scale.to(rows.dtype) * rows).to(ctx.logits_dtype), None, None
+        magnitude, direction = ctx.saved_tensors
+        half = 0.5 * grad_value.reshape(grad_value.shape + (1,) * (magnitude.dim() - grad_value.dim()))
+        return (direction * (half * magnitude).unsqueeze(-1)).to(ctx.logits_dtype), None, None, None
 
 
 def _class_weights(weight: torch.Tensor, targets: torch.Tensor, dtype) -> torch.Tensor:
@@ -172,14 +178,6 @@ def _weight_repr(weight) -> str:
     return f"weight=[{shown}{', ...' if len(weight) > 5 else ''}] ({len(weight)} classes)"
 
 
-def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
-
-
 class _LogitLoss(nn.Module):
     """A loss of p alone: subclasses give its value and its example weight.
 
@@ -214,12 +212,18 @@ class _LogitLoss(nn.Module):
         backward pass gives the designed gradient (see the class docstring)."""
         _checks.logits_and_targets(logits, targets, self.check_inputs, self.weight)
         t = _terms(logits, targets)
-        value, rows = self.value(t), self.example_weight(t.p, t.pbar)[:, None] * t.direction
-        if self.weight is None:
-            return _reduce(_DesignedGradient.apply(logits, value, rows), self.reduction)
-        c = _class_weights(self.weight, targets, value.dtype)
-        values = _DesignedGradient.apply(logits, c * value, c[:, None] * rows)
-        return values.sum() / _total(c) if self.reduction == "mean" else _reduce(values, self.reduction)
+        value, w = self.value(t), self.example_weight(t.p, t.pbar)
+        if self.weight is not None:
+            c = _class_weights(self.weight, targets, value.dtype)
+            value, w = c * value, c * w
+        if self.reduction == "mean" and self.weight is None:
+            value, w = value.mean(), w / len(w)
+        elif self.reduction == "mean":  # torch's weighted mean
+            total = _total(c)
+            value, w = value.sum() / total, w / total
+        elif self.reduction == "sum":
+            value = value.sum()
+        return _DesignedGradient.apply(logits, value, w, t.direction)
 
     def extra_repr(self):
         return _weight_repr(self.weight)
@@ -369,9 +373,10 @@ class DN(nn.Module):
             total, count = _global_totals(w, w.new_tensor(len(w)) if self.loss.weight is None else c.sum())
         else:
             total, count = _total(w), len(w) if self.loss.weight is None else _total(c)
-        rows = (w / total)[:, None] * t.direction
-        values = _DesignedGradient.apply(logits, value / count, rows)
-        return values.sum() if self.reduction == "mean" else values
+        value = value / count
+        if self.reduction == "mean":
+            value = value.sum()
+        return _DesignedGradient.apply(logits, value, w / total, t.direction)
 
     def extra_repr(self):
         return "distributed=True" if self.distributed else ""
@@ -500,9 +505,10 @@ class DMLoss(nn.Module):
             # log 0 = -inf gives weight 0; if all are -inf the softmax is NaN,
             # and the mask turns it into zeros (no host sync).
             normalised = torch.where(c > 0, _softmax(log_w + torch.log(c), self.distributed), 0.0)
-        rows = (normalised * self.fade(t.pbar))[:, None] * t.direction
-        values = _DesignedGradient.apply(logits, normalised * -t.log_p, rows)
-        return values.sum() if self.reduction == "mean" else values
+        value = normalised * -t.log_p
+        if self.reduction == "mean":
+            value = value.sum()
+        return _DesignedGradient.apply(logits, value, normalised * self.fade(t.pbar), t.direction)
 
     def log_weight(self, p, pbar):
         """log of eq. 12's weight, ``beta p^lam (1 - p)`` (`dm.weights`)."""
@@ -510,8 +516,11 @@ class DMLoss(nn.Module):
 
     def fade(self, pbar):
         """The share of the normalised weight that reaches the gradient,
-        ``2(1 - p) / (2(1 - p) + eps)``; exactly 1 where ``eps = 0``."""
-        return torch.where(torch.as_tensor(self.eps > 0), 2 * pbar / (2 * pbar + self.eps), 1.0)
+        ``2(1 - p) / (2(1 - p) + eps)``, computed as ``(1 - p) / ((1 - p) + eps/2)``
+        (the same float); exactly 1 where ``eps = 0``."""
+        if isinstance(self.eps, torch.Tensor):  # dm.packed's stacked eps, [K, 1]
+            return torch.where(self.eps > 0, pbar / (pbar + self.eps / 2), 1.0)
+        return pbar / (pbar + self.eps / 2) if self.eps > 0 else torch.ones_like(pbar)
 
     def extra_repr(self):
         return ", ".join(filter(None, (f"lam={self.lam}, beta={self.beta}, eps={self.eps}",

@@ -3,10 +3,12 @@ r"""Several losses at once, on the logits of K models stacked as ``[K, B, C]``.
 `dm.digits` trains a grid of small models side by side (their parameters
 stacked, their forward passes batched matrix products). Calling K loss modules one after another then costs
 K times each module's fixed overhead per step, which for a small network is
-most of the step. `Stacked` evaluates the K losses in one pass per kind of
-loss: the losses of one class (all `DMLoss`, all `GCE`, all ``DN(CCE)``, ...)
-are computed together, with their hyper-parameters as ``[K_g, 1]`` tensors
-that broadcast over the batch. The formulas are the modules' own
+most of the step. `Stacked` computes the terms of all K models' logits at
+once (`dm.losses._terms`: p, 1 - p, log p and the direction), then each kind
+of loss's weights and values: the losses of one class (all `DMLoss`, all
+`GCE`, all ``DN(CCE)``, ...) together, with their hyper-parameters as
+``[K_g, 1]`` tensors that broadcast over the batch; one backward pass scales
+all K directions. The formulas are the modules' own
 (`dm.weights` and the classes of `dm.losses`), so model k's gradient is the
 one ``losses[k](logits[k], targets[k])`` gives, to float rounding (reductions
 over a ``[K, B]`` tensor may add in another order).
@@ -87,7 +89,10 @@ class Stacked(nn.Module):
         self.check_inputs = any(getattr(m.loss if isinstance(m, _losses.DN) else m, "check_inputs", False)
                                 for m in self.members)
         self._cache: dict = {}
-        order = [k for group in self.groups for k in group]
+        # The vectorised members' values come first (group by group), then the others'.
+        self._stacked = [k for group, v in zip(self.groups, self.vectorised) if v for k in group]
+        order = self._stacked + [k for group, v in zip(self.groups, self.vectorised) if not v for k in group]
+        self._in_order = order == list(range(len(order)))  # then the values need no reordering
         self.register_buffer("_inverse", torch.argsort(torch.tensor(order, dtype=torch.long)),
                              persistent=False)
 
@@ -104,15 +109,34 @@ class Stacked(nn.Module):
         if targets.shape != (K, B):
             raise ValueError(f"targets must have shape [{K}, {B}] or [{B}], got {tuple(targets.shape)}")
         _losses._checks.logits_and_targets(logits.reshape(K * B, C), targets.reshape(K * B), self.check_inputs)
-        values = []
+        values = [self._vectorised_values(logits, targets)] if self._stacked else []
         for group, vectorised in zip(self.groups, self.vectorised):
             if not vectorised:
                 (k,) = group
                 values.append(self.members[k](logits[k], targets[k]).reshape(1))
-                continue
-            index = torch.tensor(group, device=logits.device)
-            values.append(self._group(group, logits.index_select(0, index), targets.index_select(0, index)))
-        return torch.cat(values)[self._inverse]
+        values = values[0] if len(values) == 1 else torch.cat(values)
+        return values if self._in_order else values[self._inverse]
+
+    def _vectorised_values(self, logits, targets):
+        """The vectorised members' values, group after group, with their
+        designed gradient: the terms of their logits at once, then each
+        group's values and magnitudes (`_group`), then one `_DesignedGradient`."""
+        n = len(self._stacked)  # their logits, in group order: all, the first n, or gathered
+        if self._stacked != list(range(n)):
+            key = ("index", logits.device)
+            if key not in self._cache:
+                self._cache[key] = torch.tensor(self._stacked, device=logits.device)
+            logits, targets = logits.index_select(0, self._cache[key]), targets.index_select(0, self._cache[key])
+        elif n < len(logits):
+            logits, targets = logits[:n], targets[:n]
+        t = _losses._terms(logits, targets)  # [K', B] terms, [K', B, C] direction
+        parts, start = [], 0
+        for group, vectorised in zip(self.groups, self.vectorised):
+            if vectorised:
+                parts.append(self._group(group, _losses._Terms(*(x[start:start + len(group)] for x in t))))
+                start += len(group)
+        values, magnitudes = (torch.cat(x) if len(x) > 1 else x[0] for x in zip(*parts))
+        return _losses._DesignedGradient.apply(logits, values, magnitudes, t.direction)
 
     def _stacked_hyperparameters(self, group, modules, dtype, device) -> SimpleNamespace:
         """`_hyperparameters` of a group, made once per dtype and device
@@ -122,28 +146,24 @@ class Stacked(nn.Module):
             self._cache[key] = _hyperparameters(modules, dtype, device)
         return self._cache[key]
 
-    def _group(self, group, logits, targets):
-        """The values ([K_g]) of one group's losses, with their designed gradient."""
-        Kg, B, C = logits.shape
-        p, pbar, log_p, direction = (
-            x.view(Kg, B, *x.shape[1:]) for x in _losses._terms(logits.reshape(Kg * B, C), targets.reshape(Kg * B)))
+    def _group(self, group, t):
+        """One group's values ([K_g]) and gradient magnitudes ([K_g, B]) from
+        its terms ``t`` ([K_g, B])."""
+        B = t.p.shape[1]
         first = self.members[group[0]]
         wrapped = isinstance(first, _losses.DN)
         modules = [self.members[k].loss if wrapped else self.members[k] for k in group]
-        cls, h = type(modules[0]), self._stacked_hyperparameters(tuple(group), modules, p.dtype, p.device)
+        cls, h = type(modules[0]), self._stacked_hyperparameters(tuple(group), modules, t.p.dtype, t.p.device)
         if cls is _losses.DMLoss:  # as DMLoss.forward, normalised over each batch
-            normalised = torch.softmax(cls.log_weight(h, p, pbar), dim=1)
-            magnitude, value = normalised * cls.fade(h, pbar), (normalised * -log_p).sum(1)
-        else:
-            w = cls.example_weight(h, p, pbar)
-            value = cls.value(h, _losses._Terms(p, pbar, log_p, direction))
-            if wrapped:  # as DN.forward: the weights over their batch total, the mean value
-                magnitude, value = w / _losses._total(w, dim=1), value.mean(1)
-            elif first.reduction == "mean":
-                magnitude, value = w / B, value.mean(1)
-            else:
-                magnitude, value = w, value.sum(1)
-        return _losses._DesignedGradient.apply(logits, value, magnitude[..., None] * direction)
+            normalised = torch.softmax(cls.log_weight(h, t.p, t.pbar), dim=1)
+            return (normalised * -t.log_p).sum(1), normalised * cls.fade(h, t.pbar)
+        w = cls.example_weight(h, t.p, t.pbar)
+        value = cls.value(h, t)
+        if wrapped:  # as DN.forward: the weights over their batch total, the mean value
+            return value.mean(1), w / _losses._total(w, dim=1)
+        if first.reduction == "mean":
+            return value.mean(1), w / B
+        return value.sum(1), w
 
 
 # --- the packing rule of a pack's states ----------------------------------------

@@ -68,3 +68,20 @@ def test_bad_input_is_refused_with_the_value_named():
         stacked(torch.zeros(2, 4, 5), torch.full((4,), 7))
     with pytest.raises(ValueError, match="reduction='none'"):
         Stacked([dm.CCE(reduction="none")])
+
+
+@pytest.mark.parametrize("losses", [
+    [dm.DMLoss(0.5, 8.0), dm.DMLoss(0.0, 2.0), dm.DMLoss(1.0, 16.0, eps=0.0)],  # one group: the whole stack
+    [dm.GCE(0.7), dm.GCE(0.3), dm.CCE(), dm.DN(dm.CCE()), dm.DN(dm.CCE()), dm.GCE(0.5)],  # groups out of order
+    [dm.GCE(0.7), dm.CCE(weight=[1.0, 2.0, 1.0, 0.5, 1.0]), dm.DMLoss(0.5, 8.0), dm.GCE(0.3)],  # one called alone
+], ids=["one group", "groups out of order", "one called alone"])
+def test_every_arrangement_of_groups_agrees_with_the_losses_one_by_one(losses):
+    generator = torch.Generator().manual_seed(1)
+    K, B, C = len(losses), 8, 5
+    logits = (4 * torch.randn(K, B, C, generator=generator)).requires_grad_(True)
+    targets = torch.randint(0, C, (K, B), generator=generator)
+    values = Stacked(losses)(logits, targets)
+    values.sum().backward()
+    expected_values, expected_grads = one_by_one(losses, logits, targets)
+    torch.testing.assert_close(values, expected_values, rtol=1e-5, atol=0)
+    torch.testing.assert_close(logits.grad, expected_grads, rtol=1e-5, atol=1e-7)
