@@ -44,9 +44,11 @@ book: $(READY)
 # another machine's rounding can overturn fails here.
 # (Chapter 10's stand-in trains too; it is left out of this second pass to keep
 # `make test` near 15 minutes on 2 cores, and was checked so by hand.)
-# The second pass runs alongside the first (its output is printed after it):
-# much of the first pass keeps one core only (sympy, small tests), so the two
-# together take less time than one after the other.
+# The first pass runs on two pytest-xdist workers, each taking a whole test
+# file or notebook at a time (--dist loadscope: a notebook's cells stay in
+# order on one kernel), and the second pass runs alongside it (its output is
+# printed after it): much of the suite keeps one core only (sympy, small
+# tests, process start-up), so together they keep both cores busy.
 TRAINING := tests/test_training.py notebooks/05_objective.ipynb notebooks/07_digits_reproduction.ipynb notebooks/11_rebuttal.ipynb
 STORED_CONFIG := _build/stored-outputs-config.yml
 SECOND_PASS_LOG := _build/second-pass.log
@@ -55,7 +57,8 @@ test: $(READY) browser-deps
 	@mkdir -p _build; \
 	ATEN_CPU_CAPABILITY=default DM_MODE=smoke $(PY) -m pytest $(TRAINING) $(NBVAL) -p no:cacheprovider \
 	  > $(SECOND_PASS_LOG) 2>&1 & second=$$!; \
-	DM_MODE=smoke $(PY) -m pytest tests notebooks $(NBVAL) --ignore=tests/test_browser.py --durations=15; \
+	DM_MODE=smoke $(PY) -m pytest tests notebooks $(NBVAL) --ignore=tests/test_browser.py --durations=15 \
+	  -n 2 --dist loadscope; \
 	first=$$?; wait $$second; again=$$?; \
 	echo "--- the training chapters and tests again, ATEN_CPU_CAPABILITY=default (ran alongside):"; \
 	cat $(SECOND_PASS_LOG); \

@@ -23,8 +23,6 @@ real download's checksums are never weakened).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -34,9 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from . import noise
+from .runs import default_root, md5
 
 __all__ = [
-    "Cifar", "load", "torchvision_dataset", "default_root", "fabricate", "split_train_val",
+    "Cifar", "load", "torchvision_dataset", "fabricate", "split_train_val",
     "augment", "normalize", "MEAN", "STD", "NUM_CLASSES",
     "authors_square", "authors_augment", "authors_test_crop", "normalize_authors", "AUTHORS_MEAN_BGR",
 ]
@@ -65,11 +64,6 @@ def _check_name(name: str) -> str:
     if name not in NUM_CLASSES:
         raise ValueError(f"dataset must be 'cifar10' or 'cifar100', got {name!r}")
     return name
-
-
-def default_root() -> Path:
-    """Where data sets are cached: ``$DM_DATA`` if set, else ``~/.cache/dm``."""
-    return Path(os.environ.get("DM_DATA", Path.home() / ".cache" / "dm"))
 
 
 def torchvision_dataset(name: str, root=None, train: bool = True, checksums: Optional[dict] = None,
@@ -106,7 +100,7 @@ def _torchvision_class(name: str, checksums: Optional[dict]):
 def load(name: str, root=None, download: bool = False, checksums: Optional[dict] = None) -> Cifar:
     """Load CIFAR-10 or CIFAR-100 with ``torchvision.datasets``.
 
-    ``root`` defaults to `default_root`. ``download=True`` fetches the official
+    ``root`` defaults to `dm.runs.default_root`. ``download=True`` fetches the official
     archive on first use (torchvision checks its md5). ``checksums`` (file
     name -> md5) replaces torchvision's expected md5s: only for archives made
     by `fabricate`. For CIFAR-100 the pickles' coarse labels are checked
@@ -416,10 +410,6 @@ def _pictures(labels: np.ndarray, num_classes: int, rng) -> np.ndarray:
     return np.clip(images, 0, 255).astype(np.uint8)
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def fabricate(root, name: str, n_train: int = 500, n_test: int = 100, seed: int = 0,
               archive: bool = False) -> dict:
     """Write a tiny CIFAR-10/100 under ``root`` in the official pickle layout
@@ -469,7 +459,7 @@ def fabricate(root, name: str, n_train: int = 500, n_test: int = 100, seed: int 
         path = folder / filename
         with open(path, "wb") as f:
             pickle.dump(entry, f, protocol=2)
-        checksums[filename] = _md5(path)
+        checksums[filename] = md5(path)
     if archive:
         import shutil
         import tarfile
@@ -478,5 +468,5 @@ def fabricate(root, name: str, n_train: int = 500, n_test: int = 100, seed: int 
         with tarfile.open(packed, "w:gz") as tar:
             tar.add(folder, arcname=folder.name)
         shutil.rmtree(folder)
-        checksums["archive"] = _md5(packed)
+        checksums["archive"] = md5(packed)
     return checksums

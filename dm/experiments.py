@@ -852,16 +852,12 @@ def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None,
                 "MODE is 'full' but no CUDA GPU is visible. On Colab: Runtime > Change runtime "
                 "type > GPU, then run all cells again. For a CPU check of the pipeline, set "
                 "the environment variable DM_MODE=smoke.")
-        if runs_dir is None and use_drive and "google.colab" in sys.modules:
-            from google.colab import drive
-
-            drive.mount("/content/drive")
-            runs_dir = f"/content/drive/MyDrive/dm-runs/{name}"
+        if runs_dir is None and use_drive:
+            runs_dir = runs.drive_folder(name)  # None off Colab
         data = cifar.load(base.dataset, data_root, download=True)
         options = dict(compile=compile, precision=precision, progress=True, eval_train=eval_train)
         return NotebookSetup(mode, data, base, Path(runs_dir or f"runs/{name}"), options)
-    torch.set_num_threads(1)
-    scratch = Path(tempfile.mkdtemp(prefix="dm-smoke-"))
+    scratch = runs.smoke_scratch()
     checksums = cifar.fabricate(scratch / "data", base.dataset)  # 500 training, 100 test images
     data = cifar.load(base.dataset, scratch / "data", checksums=checksums)
     options = dict(device="cpu", compile=False, progress=False, eval_train=eval_train)

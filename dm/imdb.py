@@ -10,7 +10,7 @@ text file ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` (and
 ``aclImdb/train/unsup/<id>_0.txt``) beside a vocabulary, bag-of-words files
 and a README, which are not read here.
 
-`download` fetches the archive once into a cache folder (`dm.cifar.default_root`:
+`download` fetches the archive once into a cache folder (`dm.runs.default_root`:
 ``$DM_DATA`` or ``~/.cache/dm``), md5-verified and renamed into place only when
 complete. `load` checks the archive's md5 and reads the reviews straight out
 of the compressed archive (nothing is extracted to disk, so a cache folder
@@ -42,7 +42,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .cifar import default_root
+from .runs import default_root, md5 as _file_md5
 
 __all__ = [
     "Imdb", "Split", "load", "download", "fabricate", "imbalanced", "CorruptArchiveError",
@@ -84,14 +84,6 @@ class Imdb(NamedTuple):
     fabricated: bool              # md5 != MD5
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(root=None, url: str = URL, md5: Optional[str] = MD5, *, progress: bool = True) -> Path:
     """Fetch the archive into ``root`` (default `default_root`) unless a copy
     with the right md5 is already there, and return its path. The bytes go to
@@ -101,7 +93,7 @@ def download(root=None, url: str = URL, md5: Optional[str] = MD5, *, progress: b
     removed. ``progress`` shows a tqdm bar when the size is known."""
     root = Path(root) if root is not None else default_root()
     target = root / ARCHIVE
-    if target.is_file() and (md5 is None or _md5(target) == md5):
+    if target.is_file() and (md5 is None or _file_md5(target) == md5):
         return target
     root.mkdir(parents=True, exist_ok=True)
     fd, part = tempfile.mkstemp(dir=root, prefix=ARCHIVE + ".", suffix=".part")
@@ -159,7 +151,7 @@ def load(root=None, download: bool = False, md5: Optional[str] = MD5, url: str =
         raise FileNotFoundError(
             f"{path} not found: call dm.imdb.load(download=True) or dm.imdb.download() "
             f"to fetch it (about 84 MB) from {url}, or put the archive there.")
-    actual = _md5(path)
+    actual = _file_md5(path)
     if md5 is not None and actual != md5:
         raise CorruptArchiveError(
             f"{path} has md5 {actual}, expected {md5}: the file is truncated or corrupted "
@@ -377,4 +369,4 @@ def fabricate(root, n_train: int = 40, n_test: int = 40, n_unsup: int = 20, seed
     finally:
         if part.exists():
             part.unlink()
-    return _md5(target)
+    return _file_md5(target)

@@ -33,7 +33,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import cifar, imdb, runs
+from . import imdb, runs
 
 __all__ = ["Settings", "ICLR15", "normalize_text", "tokens", "cache_key", "Features",
            "paragraph_vectors", "logistic_regression_accuracy", "ICLR15_ACCURACY"]
@@ -184,7 +184,7 @@ def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=No
                       workers: Optional[int] = None, progress: bool = True,
                       stop_after: Optional[int] = None) -> Optional[Features]:
     """The PV-DBOW vectors of every review of ``data``: loaded from
-    ``cache_dir`` (default ``<dm.cifar.default_root()>/paragraph-vectors``)
+    ``cache_dir`` (default ``<dm.runs.default_root()>/paragraph-vectors``)
     if there, else trained (without labels, on all review texts: train,
     test and unlabelled, as iclr15 does) and saved there.
 
@@ -201,7 +201,7 @@ def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=No
     interruption would, and return None.
     """
     key = cache_key(settings, data.md5)
-    folder = Path(cache_dir) if cache_dir is not None else cifar.default_root() / "paragraph-vectors"
+    folder = Path(cache_dir) if cache_dir is not None else runs.default_root() / "paragraph-vectors"
     path = folder / f"pv-dbow-{key}.npz"
     if path.exists():
         with np.load(path) as stored:

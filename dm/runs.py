@@ -43,7 +43,7 @@ from .packed import join_states, split_state
 
 __all__ = [
     "seed_at", "epoch_batches", "short_hash", "method_tag", "changes_tag", "atomic_write", "load_result", "resolve_device", "hardware",
-    "synchronize", "Trained", "checkpoint_iteration", "train", "train_pack", "source_sha256", "provenance", "timing", "finish", "run_all", "mode", "mode_banner", "describe_runs",
+    "synchronize", "default_root", "md5", "drive_folder", "smoke_scratch", "Trained", "checkpoint_iteration", "train", "train_pack", "source_sha256", "provenance", "timing", "finish", "run_all", "mode", "mode_banner", "describe_runs",
 ]
 
 
@@ -476,6 +476,47 @@ def run_all(run: Callable, configs: dict, runs_dir, data, *, report: bool = True
                   + (f", in a pack of {result['pack_size']}" if result.get("pack_size", 1) > 1 else "") + ")")
     print(f"{len(results)} results; this session: {time.perf_counter() - start:.0f} s")
     return results
+
+
+# --- data folders and the notebooks' set-up ----------------------------------------------
+
+def default_root() -> Path:
+    """Where data sets (CIFAR, IMDB, paragraph vectors) are cached:
+    ``$DM_DATA`` if set, else ``~/.cache/dm``."""
+    return Path(os.environ.get("DM_DATA", Path.home() / ".cache" / "dm"))
+
+
+def md5(path) -> str:
+    """The md5 hex digest of the file at ``path``, read in 1 MiB blocks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def drive_folder(name: str) -> Optional[Path]:
+    """On Colab: Google Drive mounted, and the folder ``MyDrive/dm-runs/<name>``
+    there (where a notebook keeps its runs, so a recycled machine loses
+    nothing); elsewhere None."""
+    import sys
+
+    if "google.colab" not in sys.modules:
+        return None
+    from google.colab import drive
+
+    drive.mount("/content/drive")
+    return Path("/content/drive/MyDrive/dm-runs") / name
+
+
+def smoke_scratch() -> Path:
+    """What a smoke-mode notebook runs in: one torch thread (fastest for tiny
+    tensors, and robust on a busy machine) and a fresh temporary folder for
+    its fabricated data and its runs."""
+    import tempfile
+
+    torch.set_num_threads(1)
+    return Path(tempfile.mkdtemp(prefix="dm-smoke-"))
 
 
 # --- the experiment notebooks' switch ------------------------------------------------

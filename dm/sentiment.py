@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -386,19 +385,15 @@ def notebook_setup(mode: Optional[str] = None, *, runs_dir=None, use_drive: bool
         raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")
     base = dataclasses.replace(PAPER_IMDB, **(overrides or {}))
     if mode == "full":
-        if runs_dir is None and use_drive and "google.colab" in sys.modules:
-            from google.colab import drive
-
-            drive.mount("/content/drive")
-            runs_dir = "/content/drive/MyDrive/dm-runs/imdb"
-            vectors_dir = vectors_dir or "/content/drive/MyDrive/dm-runs/imdb/paragraph-vectors"
+        drive = runs.drive_folder("imdb") if runs_dir is None and use_drive else None  # None off Colab
+        if drive is not None:
+            runs_dir, vectors_dir = drive, vectors_dir or drive / "paragraph-vectors"
         reviews = imdb.load(data_root, download=True)
         features = paragraph_vectors.paragraph_vectors(reviews, cache_dir=vectors_dir, workers=workers)
         options = dict(device=device, progress=True)
         return NotebookSetup(mode, reviews, features, dataset(reviews, features), base,
                              Path(runs_dir or "runs/imdb"), options)
-    torch.set_num_threads(1)
-    scratch = Path(tempfile.mkdtemp(prefix="dm-smoke-"))
+    scratch = runs.smoke_scratch()
     md5 = imdb.fabricate(scratch / "data", n_train=200, n_test=100, n_unsup=50)
     reviews = imdb.load(scratch / "data", md5=md5)
     features = paragraph_vectors.paragraph_vectors(reviews, cache_dir=scratch / "vectors",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dm import cifar, noise
+from dm import cifar, noise, runs
 from dm.resnet import DEPTHS, ResNet, resnet
 
 
@@ -68,7 +68,7 @@ def test_wrong_coarse_table_is_caught(tmp_path):
     entry["coarse_labels"] = [(c + 1) % 20 for c in entry["coarse_labels"]]
     with open(path, "wb") as f:
         pickle.dump(entry, f, protocol=2)
-    checksums["train"] = cifar._md5(path)
+    checksums["train"] = runs.md5(path)
     with pytest.raises(RuntimeError, match="coarse labels disagree"):
         cifar.load("cifar100", tmp_path, checksums=checksums)
 

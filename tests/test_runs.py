@@ -144,3 +144,16 @@ def test_source_digest_names_the_code(tmp_path):
     recorded = runs.provenance(torch.device("cpu"))
     assert recorded["dm_version"] == dm.__version__ and recorded["dm_source_sha256"] == runs.source_sha256()
     assert recorded["hardware"] == runs.hardware() and recorded["torch"] == torch.__version__
+
+
+def test_data_folder_and_md5(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("DM_DATA", str(tmp_path / "cache"))
+    assert runs.default_root() == tmp_path / "cache"
+    monkeypatch.delenv("DM_DATA")
+    assert runs.default_root() == Path.home() / ".cache" / "dm"
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(range(256)) * 5000)  # more than one 1 MiB block
+    assert runs.md5(path) == hashlib.md5(path.read_bytes()).hexdigest()
+    assert runs.drive_folder("table1") is None  # not on Colab: no Drive
