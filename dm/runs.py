@@ -352,8 +352,8 @@ def train_pack(configs: list, outs: list, *, model: torch.nn.Module, optimizer: 
     elapsed = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    return [Trained(history, wall + elapsed, overhead + paused, member_segments, device + elapsed / size)
-            for history, wall, overhead, member_segments, device
+    return [Trained(history, wall + elapsed, overhead + paused, member_segments, share + elapsed / size)
+            for history, wall, overhead, member_segments, share
             in zip(histories, walls, overheads, segments, devices)]
 
 
