@@ -492,6 +492,15 @@ def packs(configs) -> list:
     return groups
 
 
+def _chunks(group: list, max_pack: Optional[int]) -> list:
+    """``group`` in consecutive packs of at most ``max_pack`` runs (one
+    pack for None)."""
+    if max_pack is not None:
+        _checks.positive_integer("max_pack", max_pack)
+    size = max_pack or max(len(group), 1)
+    return [group[i:i + size] for i in range(0, len(group), size)]
+
+
 def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=None,
         precision: Optional[str] = None, compile: bool = False, progress: bool = True,
         stop_at: Optional[int] = None, eval_train: bool = True) -> Optional[dict]:
@@ -562,8 +571,7 @@ def run_packed(configs, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     names = [c.name() for c in configs]
     if len(set(names)) < len(names):
         raise ValueError(f"a configuration is given twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
-    if max_pack is not None:
-        _checks.positive_integer("max_pack", max_pack)
+    _chunks([], max_pack)  # check max_pack before anything is written
     results = {config: load_result(config, runs_dir) for config in configs}
     pending = [c for c in configs if results[c] is None]
     if pending:
@@ -574,10 +582,8 @@ def run_packed(configs, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         by_start: dict = {}
         for config in pending:
             by_start.setdefault(runs.checkpoint_iteration(Path(runs_dir) / config.name()), []).append(config)
-        size = max_pack or len(pending)
         for group in by_start.values():
-            for first in range(0, len(group), size):
-                pack = group[first:first + size]
+            for pack in _chunks(group, max_pack):
                 trained = _train_pack(pack, runs_dir, data, device=device, precision=precision,
                                       compile=compile, progress=progress, stop_at=stop_at,
                                       eval_train=eval_train)
@@ -761,8 +767,7 @@ def estimate_selection(configs, runs_dir, data: cifar.Cifar, *, pack: bool = Tru
         return f"all {len(configs)} runs are stored in {runs_dir}"
     groups = [[c] for c in pending]
     if pack:
-        size = max_pack or len(pending)
-        groups = [group[i:i + size] for group in packs(pending) for i in range(0, len(group), size)]
+        groups = [chunk for group in packs(pending) for chunk in _chunks(group, max_pack)]
     one = estimate_seconds(groups[0], data, steps=steps, **run_options)
     device = runs.hardware(runs.resolve_device(run_options.get("device")))
     each = f"{one:.1f} s" if one < 120 else f"{one / 60:.1f} min"
