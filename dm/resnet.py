@@ -124,6 +124,18 @@ class _Block(nn.Module):
         return F.relu(out + shortcut)
 
 
+def _layers(depth: int, shortcut: str, batchnorm: str, pack: int = 1):
+    """The first convolution, its batch norm and the three stages of
+    ``(depth - 2) / 6`` blocks, for one network or ``pack`` side by side."""
+    n = (depth - 2) // 6
+    blocks, planes = [], 16
+    for width, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(n):
+            blocks.append(_Block(planes, width, stride if i == 0 else 1, shortcut, batchnorm, pack))
+            planes = width
+    return nn.Conv2d(3, pack * 16, 3, 1, 1, bias=False), _norm(batchnorm)(pack * 16), nn.Sequential(*blocks)
+
+
 class ResNet(nn.Module):
     """A CIFAR ResNet of depth ``6n + 2`` for 3x32x32 inputs (``shortcut``,
     ``init`` and ``batchnorm``: see the module docstring)."""
@@ -141,16 +153,8 @@ class ResNet(nn.Module):
             raise ValueError(f"depth must be one of {DEPTHS} (6n+2), got {depth!r}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
-        n = (depth - 2) // 6
         self.depth = depth
-        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn = _norm(batchnorm)(16)
-        blocks, planes = [], 16
-        for width, stride in ((16, 1), (32, 2), (64, 2)):
-            for i in range(n):
-                blocks.append(_Block(planes, width, stride if i == 0 else 1, shortcut, batchnorm))
-                planes = width
-        self.blocks = nn.Sequential(*blocks)
+        self.conv, self.bn, self.blocks = _layers(depth, shortcut, batchnorm)
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -230,16 +234,8 @@ class PackedResNet(nn.Module):
         self.load_state_dict(join_states([m.state_dict() for m in models]))
 
     def _build(self, pack: int, depth: int, num_classes: int, shortcut: str, batchnorm: str) -> None:
-        n = (depth - 2) // 6
         self.pack, self.depth, self.num_classes = pack, depth, num_classes
-        self.conv = nn.Conv2d(3, pack * 16, 3, 1, 1, bias=False)
-        self.bn = _norm(batchnorm)(pack * 16)
-        blocks, planes = [], 16
-        for width, stride in ((16, 1), (32, 2), (64, 2)):
-            for i in range(n):
-                blocks.append(_Block(planes, width, stride if i == 0 else 1, shortcut, batchnorm, pack))
-                planes = width
-        self.blocks = nn.Sequential(*blocks)
+        self.conv, self.bn, self.blocks = _layers(depth, shortcut, batchnorm, pack)
         self.fc = _PackedLinear(pack, 64, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
