@@ -1,0 +1,150 @@
+"""The CUDA paths: the losses at the ends of p, compiled by inductor (Triton),
+packed training under each precision and under torch.compile, and float16
+with its gradient scaler. Skipped where there is no CUDA device (this
+project's CI has none); `scripts/gpu_checks.sh` runs them on a lent GPU.
+
+Each comparison prints the difference it measured (``pytest -s`` shows it),
+so a run on a GPU records how far inside its tolerance it landed."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+import dm
+from dm import cifar, experiments as ex
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+EXTREME = torch.tensor([[60.0, 0, 0, 0], [-60.0, 0, 0, 0], [1e4, 0, 0, 0], [0.0, 0, 0, 0], [30.0, -30, 0, 5]])
+TARGET = torch.zeros(5, dtype=torch.int64)
+LOSSES = [dm.CCE(), dm.MAE(), dm.MSE(), dm.GCE(0.7), dm.SL(0.1, 1.0), dm.DN(dm.CCE()), dm.DN(dm.MAE()),
+          dm.DMLoss(0.5, 8.0), dm.DMLoss(0.5, 8.0, eps=0.0), dm.DMLoss(0.0, -0.5)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_extreme_logits_on_cuda_are_the_cpu_values(loss, dtype):
+    """p -> 0 and p -> 1 (logits 60 and 1e4 apart) on the GPU: finite, and
+    the CPU's values and gradients to the dtype's rounding."""
+    z = EXTREME.to(dtype).requires_grad_()
+    zc = EXTREME.to("cuda", dtype).requires_grad_()
+    value, value_c = loss(z, TARGET), loss(zc, TARGET.cuda())
+    (g,), (gc,) = torch.autograd.grad(value, z), torch.autograd.grad(value_c, zc)
+    assert value_c.dtype == torch.float32 and gc.dtype == dtype
+    assert torch.isfinite(value_c) and torch.isfinite(gc).all()
+    rtol = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-3}[dtype]
+    torch.testing.assert_close(value_c.cpu(), value, rtol=rtol, atol=1e-6)
+    torch.testing.assert_close(gc.cpu().float(), g.float(), rtol=rtol, atol=1e-6)
+
+
+def test_dm_exact_as_p_goes_to_one_on_cuda():
+    """eps = 0: an example with 1 - p below float32's resolution keeps the
+    magnitude w_i / sum_j w_j (the closed form), on the GPU too."""
+    z = torch.tensor([[1e4, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 0.0, 0.0]], device="cuda", requires_grad=True)
+    y = torch.zeros(3, dtype=torch.int64, device="cuda")
+    (g,) = torch.autograd.grad(dm.DMLoss(0.5, 8.0, eps=0.0)(z, y), z)
+    w = torch.tensor([1.0, 1.0, math.exp(8.0 * (1 / 3) ** 0.5 * (2 / 3))])
+    torch.testing.assert_close(g.abs().sum(1).cpu(), w / w.sum(), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("loss", [dm.CCE(check_inputs=False), dm.DN(dm.GCE(0.7, check_inputs=False)),
+                                  dm.DMLoss(0.5, 8.0, check_inputs=False)], ids=repr)
+def test_losses_compile_with_inductor_on_cuda(loss):
+    """The default backend generates Triton kernels on a GPU."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    z = torch.randn(256, 100, device="cuda", generator=g, requires_grad=True)
+    y = torch.randint(0, 100, (256,), device="cuda", generator=g)
+    compiled = torch.compile(lambda z, y: loss(z, y), fullgraph=True)
+    value = compiled(z, y)
+    (gc,) = torch.autograd.grad(value, z)
+    torch.testing.assert_close(value, loss(z, y), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gc, torch.autograd.grad(loss(z, y), z)[0], rtol=1e-4, atol=1e-7)
+
+
+# --- packed training on the GPU ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar10")
+    return cifar.load("cifar10", root, checksums=cifar.fabricate(root, "cifar10", 400, 100, seed=0))
+
+
+def three(**changes):
+    """CCE, DM and GCE on one column (tests/test_packing.py's pack)."""
+    base = dict(dataset="cifar10", model="resnet8", iterations=6, batch_size=32, lr=0.02,
+                lr_milestones=(4,), eval_every=3, checkpoint_every=3, noise_rate=0.4)
+    base.update(changes)
+    base = dataclasses.replace(ex.PAPER_CIFAR10_RESNET56, **base)
+    return [dataclasses.replace(base, method="CCE"), dataclasses.replace(base, method="DM", lam=0.5, beta=8),
+            dataclasses.replace(base, method="GCE", gce_q=0.7)]
+
+
+def differences(runs_a, results_a, runs_b, results_b):
+    """Largest relative difference of the training losses and largest
+    absolute difference of the weights and statistics, over the runs."""
+    loss, weight = 0.0, 0.0
+    for a, b in zip(results_a, results_b):
+        assert a["name"] == b["name"]
+        la, lb = torch.tensor(a["history"]["train_loss"]), torch.tensor(b["history"]["train_loss"])
+        assert torch.isfinite(la).all() and torch.isfinite(lb).all()
+        loss = max(loss, float(((la - lb).abs() / lb.abs()).max()))
+        wa = torch.load(runs_a / a["name"] / "model.pt")
+        wb = torch.load(runs_b / b["name"] / "model.pt")
+        for key in wa:
+            if wa[key].is_floating_point():
+                weight = max(weight, float((wa[key].double() - wb[key].double()).abs().max()))
+    return loss, weight
+
+
+# Tolerances: cuDNN runs grouped and dense convolutions with different
+# algorithms, in TF32 for float32 (torch's default for convolutions) and in
+# bfloat16 under autocast, so a pack and its separate runs agree to that
+# rounding only, as SGD carries it over 6 iterations.
+PACK_TOLERANCE = {"fp32": (2e-3, 2e-3), "bf16": (3e-2, 3e-2), "fp16": (1e-2, 1e-2)}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_packed_runs_are_the_separate_runs_on_cuda(data, tmp_path, precision):
+    configs = three()
+    options = dict(device="cuda", precision=precision, progress=False)
+    separate = [ex.run(c, tmp_path / "separate", data, **options) for c in configs]
+    together = ex.run_packed(configs, tmp_path / "packed", data, **options)
+    assert all(r["precision"] == precision and r["pack_size"] == 3 for r in together)
+    assert all(r["hardware"] == torch.cuda.get_device_name() for r in together)
+    loss, weight = differences(tmp_path / "separate", separate, tmp_path / "packed", together)
+    print(f"\n{precision}: packed against separate, train loss {loss:.2e} relative, weights {weight:.2e} absolute")
+    loss_tol, weight_tol = PACK_TOLERANCE[precision]
+    assert loss <= loss_tol and weight <= weight_tol
+
+
+def test_packed_run_compiles_and_resumes_on_cuda(data, tmp_path):
+    """torch.compile of the packed model (inductor, Triton), interrupted and
+    resumed, against the same pack uncompiled."""
+    configs = three()
+    options = dict(device="cuda", precision="bf16", progress=False)
+    eager = ex.run_packed(configs, tmp_path / "eager", data, **options)
+    assert ex.run_packed(configs, tmp_path / "cut", data, compile=True, stop_at=3, **options) == [None] * 3
+    resumed = ex.run_packed(configs, tmp_path / "cut", data, compile=True, **options)
+    assert all([s["start"] for s in r["segments"]] == [0, 3] for r in resumed)
+    loss, weight = differences(tmp_path / "eager", eager, tmp_path / "cut", resumed)
+    print(f"\ncompiled and resumed against eager (bf16): train loss {loss:.2e} relative, weights {weight:.2e}")
+    loss_tol, weight_tol = PACK_TOLERANCE["bf16"]
+    assert loss <= loss_tol and weight <= weight_tol
+
+
+def test_fp16_with_a_gradient_scaler_trains_and_resumes(data, tmp_path):
+    """float16 autocast with torch's GradScaler (the T4's path), forced on
+    this GPU: finite losses, the scaler's state through a resume."""
+    config = three()[1]
+    options = dict(device="cuda", precision="fp16", progress=False)
+    whole = ex.run(config, tmp_path / "whole", data, **options)
+    assert whole["precision"] == "fp16"
+    assert ex.run(config, tmp_path / "cut", data, stop_at=3, **options) is None
+    checkpoint = torch.load(tmp_path / "cut" / config.name() / "checkpoint.pt", weights_only=False)
+    assert "grad_scaler" in checkpoint["extra"], sorted(checkpoint)
+    resumed = ex.run(config, tmp_path / "cut", data, **options)
+    loss, weight = differences(tmp_path / "whole", [whole], tmp_path / "cut", [resumed])
+    print(f"\nfp16 resumed against whole: train loss {loss:.2e} relative, weights {weight:.2e}")
+    assert loss <= 1e-2 and weight <= 1e-2
