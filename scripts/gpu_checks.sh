@@ -20,7 +20,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 began=$(date +%s)
-stamp() { echo "# $* ; $(date -u +%FT%TZ); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"; }
+stamp() { echo "# $* ; commit ${COMMIT:-unknown}; $(date -u +%FT%TZ); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"; }
 
 { nvidia-smi; PYTHONPATH=. $PY -c "import torch, dm; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(), 'bf16', torch.cuda.is_bf16_supported(including_emulation=False))"; } 2>&1 | tee "$OUT/env.txt"
 
