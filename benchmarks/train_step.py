@@ -1,6 +1,7 @@
 """Time whole CIFAR training steps (DM against CCE) and the trainer's images/s.
 
     python benchmarks/train_step.py [--device cuda] [--steps 50] [--warmup 20] [--quick]
+                                    [--parts 1 2 3 4] [--compile]
 
 1. One training step (forward, loss, backward, SGD step; the trainer's own
    precision, `dm.experiments.resolve_precision`: bfloat16 autocast where the
@@ -25,6 +26,17 @@
    ``torch.utils.flop_counter``, forward and backward) against the GPU's
    peak where the script knows it, and the projected time of the whole of
    Table 1 (84 runs of 30,000 iterations) on this device at the best K.
+4. The trainer packed: `dm.experiments.run_packed` of the largest K (half
+   DM, half CCE) for the part-2 number of iterations on the fabricated set,
+   after a warm-up run: images/s with batch drawing and augmentation
+   included, one evaluation timed (test set and training set, as the
+   trainer records them), and the projected Table 1 from these (30,000
+   iterations and an evaluation every 1,000 for each pack): what a table
+   would take, not only its steps.
+
+``--compile``: ``torch.compile`` the model in parts 3 and 4 (as the
+trainer's ``compile=True``; the compilation is in the warm-up, not timed).
+``--parts``: which parts to run (default all).
 
 The targets in the output (DM/CCE <= 1.02, trainer/bound >= 0.9,
 trainer/plain loop >= 5x, Table 1 within 2 H100-hours) are about a GPU. On a CPU the network's arithmetic
@@ -37,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import platform
 import statistics
@@ -112,10 +125,12 @@ def spread(values) -> str:
 # --- the training step (as in dm.experiments.run) -----------------------------
 
 class Step:
-    """A model with its SGD optimizer (the trainer's settings) and one loss."""
+    """A model with its SGD optimizer (the trainer's settings) and one loss;
+    ``compile``: call the model through ``torch.compile``, as the trainer does."""
 
-    def __init__(self, model, loss_fn, device, precision, memory_format, lr=0.1):
+    def __init__(self, model, loss_fn, device, precision, memory_format, lr=0.1, compile=False):
         self.model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
+        self.forward = torch.compile(self.model) if compile else self.model
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
         self.loss_fn, self.device, self.memory_format = loss_fn, device, memory_format
         self.precision = precision
@@ -124,7 +139,7 @@ class Step:
     def __call__(self, x, y):
         x = x.contiguous(memory_format=self.memory_format)
         with dm.experiments.autocast(self.device, self.precision):
-            logits = self.model(x)
+            logits = self.forward(x)
         loss = self.loss_fn(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -220,6 +235,9 @@ def main(argv=None):
                         help="pack sizes K of part 3 (default: GPU 1 4 12, CPU 1 4; --quick: 1 2)")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads (default: torch's; 1 avoids stalls on busy shared cores)")
+    parser.add_argument("--parts", type=int, nargs="+", choices=(1, 2, 3, 4), default=(1, 2, 3, 4),
+                        help="which parts to run (default: all)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model in parts 3 and 4")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -244,13 +262,35 @@ def main(argv=None):
         print("CPU run: the targets are about a GPU. Here the network's arithmetic dominates "
               "every step, so the loader ratios come out near 1.")
     print(f"settings: resnet{args.depth}, {NUM_CLASSES} classes, batch {args.batch}, warmup {args.warmup}, "
-          f"median of {args.repeats} interleaved repeats{', --quick' if args.quick else ''}")
+          f"median of {args.repeats} interleaved repeats{', --quick' if args.quick else ''}, "
+          f"parts {' '.join(map(str, args.parts))}{', compiled (parts 3, 4)' if args.compile else ''}")
 
     torch.manual_seed(0)
     model = dm.resnet.resnet(args.depth, NUM_CLASSES)
     x, y = synthetic_batch(args.batch, device, memory_format)
 
-    # 1. The step with each loss.
+    if 1 in args.parts:
+        loss_figures(model, x, y, args, device, precision, memory_format)
+    if 2 in args.parts or 4 in args.parts:
+        n_test = min(10_000, max(args.train_size // 5, 1))
+        with tempfile.TemporaryDirectory(prefix="dm-train-step-") as tmp:
+            root = Path(tmp) / "data"
+            checksums = dm.cifar.fabricate(root, DATASET, n_train=args.train_size, n_test=n_test)
+            data = dm.cifar.load(DATASET, root, checksums=checksums)
+            if 2 in args.parts:
+                loader_figures(model, x, y, args, device, precision, memory_format, root, checksums, data,
+                               Path(tmp))
+            if 3 in args.parts:
+                packed_figures(model, x, y, args, device, precision, memory_format)
+            if 4 in args.parts:
+                packed_trainer_figures(data, args, device, precision, Path(tmp))
+    elif 3 in args.parts:
+        packed_figures(model, x, y, args, device, precision, memory_format)
+    print(f"\ntotal: {time.perf_counter() - began:.0f} s")
+
+
+def loss_figures(model, x, y, args, device, precision, memory_format):
+    """Part 1: the step with each loss."""
     print(f"\n1. training step (forward, loss, backward, SGD step), {args.steps} steps per repeat")
     losses = {"F.cross_entropy": F.cross_entropy,
               "dm.CCE": dm.CCE(check_inputs=False),
@@ -268,25 +308,21 @@ def main(argv=None):
     print(f"  DM/CCE: {ms['dm.DMLoss(0.5, 8)'] / ms['dm.CCE']:.3f} (target <= 1.02); "
           f"of the fastest repeats: {best['dm.DMLoss(0.5, 8)'] / best['dm.CCE']:.3f}")
 
-    # 2. The trainer against the compute bound and a plain DataLoader loop.
-    n_test = min(10_000, max(args.train_size // 5, 1))
+def loader_figures(model, x, y, args, device, precision, memory_format, root, checksums, data, tmp: Path):
+    """Part 2: the trainer against the compute bound and a plain DataLoader loop."""
     print(f"\n2. images/s, CCE: {args.train_size} training images in CIFAR-100's shape "
           f"(fabricated), {args.train_steps} steps per repeat")
-    with tempfile.TemporaryDirectory(prefix="dm-train-step-") as tmp:
-        root = Path(tmp) / "data"
-        checksums = dm.cifar.fabricate(root, DATASET, n_train=args.train_size, n_test=n_test)
-        data = dm.cifar.load(DATASET, root, checksums=checksums)
-        info = {}
-        bound_step = Step(model, dm.CCE(check_inputs=False), device, precision, memory_format)
-        timed(lambda: bound_step(x, y), args.warmup, device)
-        samplers = {
-            "trainer": trainer_sampler(data, args, device, Path(tmp) / "runs", info),
-            "bound": lambda: args.batch / timed(lambda: bound_step(x, y), args.train_steps, device),
-            "plain": plain_loop_sampler(root, checksums, args,
-                                        Step(model, dm.CCE(check_inputs=False), device, precision, memory_format),
-                                        device),
-        }
-        samples = interleaved(samplers, args.repeats)
+    info = {}
+    bound_step = Step(model, dm.CCE(check_inputs=False), device, precision, memory_format)
+    timed(lambda: bound_step(x, y), args.warmup, device)
+    samplers = {
+        "trainer": trainer_sampler(data, args, device, tmp / "runs", info),
+        "bound": lambda: args.batch / timed(lambda: bound_step(x, y), args.train_steps, device),
+        "plain": plain_loop_sampler(root, checksums, args,
+                                    Step(model, dm.CCE(check_inputs=False), device, precision, memory_format),
+                                    device),
+    }
+    samples = interleaved(samplers, args.repeats)
     ips = {name: statistics.median(values) for name, values in samples.items()}
     results = info["results"]
     wall = statistics.median(r["wall_seconds"] for r in results)
@@ -300,10 +336,6 @@ def main(argv=None):
           f"median wall {wall:.2f} s, of which evaluation {overhead:.2f} s (left out of its images/s)")
     print(f"  trainer/bound: {ips['trainer'] / ips['bound']:.3f} (target >= 0.9)")
     print(f"  trainer/plain loop: {ips['trainer'] / ips['plain']:.2f}x (target >= 5x)")
-
-    # 3. Packed training.
-    packed_figures(model, x, y, args, device, precision, memory_format)
-    print(f"\ntotal: {time.perf_counter() - began:.0f} s")
 
 
 def step_flops(model, x, y) -> int:
@@ -324,9 +356,10 @@ def packed_figures(model, x, y, args, device, precision, memory_format):
     device_name = dm.runs.hardware(device)
     flops = step_flops(model, x, y)
     peak = next((value for key, value in PEAK_TFLOPS.items() if key in device_name), None)
-    print(f"\n3. packed training (dm.resnet.PackedResNet), K runs (half DM(0.5, 8), half CCE) on one batch; "
+    print(f"\n3. packed training (dm.resnet.PackedResNet{', compiled' if args.compile else ''}), K runs "
+          f"(half DM(0.5, 8), half CCE) on one batch; "
           f"{flops / 1e9:.1f} GFLOP per run and step (forward + backward)")
-    single = Step(model, dm.CCE(check_inputs=False), device, precision, memory_format)
+    single = Step(model, dm.CCE(check_inputs=False), device, precision, memory_format, compile=args.compile)
     timed(lambda: single(x, y), args.warmup, device)
     one_ms = statistics.median(timed(lambda: single(x, y), args.steps, device) for _ in range(args.repeats)) * 1e3
     print(f"  one run at a time: {one_ms:.2f} ms/step, {args.batch / one_ms * 1e3:.0f} images/s")
@@ -337,7 +370,7 @@ def packed_figures(model, x, y, args, device, precision, memory_format):
         pack = dm.resnet.PackedResNet([model] * k) if k > 1 else model
         loss = dm.packed.Stacked(members) if k > 1 else members[0]
         step = Step(pack, lambda logits, targets: loss(logits, targets).sum() if k > 1 else loss(logits, targets),
-                    device, precision, memory_format)
+                    device, precision, memory_format, compile=args.compile)
         timed(lambda: step(x, y), args.warmup, device)
         ms = statistics.median(timed(lambda: step(x, y), args.steps, device) for _ in range(args.repeats)) * 1e3
         images = k * args.batch / ms * 1e3
@@ -350,6 +383,40 @@ def packed_figures(model, x, y, args, device, precision, memory_format):
             best = (k, table1)
     print(f"  projected Table 1 ({TABLE1_RUNS} runs x {TABLE1_ITERATIONS} iterations, steps only) on "
           f"{device_name}: {best[1]:.1f} h at K = {best[0]} (target: 2 H100-hours)")
+
+
+
+def packed_trainer_figures(data, args, device, precision, tmp: Path):
+    """Part 4: `dm.experiments.run_packed` of a Table 1 column (its first K
+    rows, K the largest of ``--packs``; 12 is the whole column), as a table
+    runs: the paper's settings but the model, batch and iterations here."""
+    import dm.paper
+
+    base = dataclasses.replace(dm.experiments.PAPER_CIFAR100, model=f"resnet{args.depth}",
+                               iterations=args.train_steps, batch_size=args.batch,
+                               eval_every=10**9, checkpoint_every=10**9)
+    column = dm.paper.table1_columns()[0]
+    configs = [dm.paper.table1_config(row, column, base) for row in dm.paper.table1_rows()][:max(args.packs)]
+    k = len(configs)
+    options = dict(device=device, precision=precision, compile=args.compile, progress=False, eval_train=True)
+    print(f"\n4. the trainer packed (dm.experiments.run_packed{', compiled' if args.compile else ''}): "
+          f"the first {k} rows of Table 1's column {column['key']}, {args.train_steps} iterations, "
+          f"one evaluation (test and training set) at the end")
+    warm = [dataclasses.replace(c, iterations=max(args.warmup, 2)) for c in configs]
+    dm.experiments.run_packed(warm, tmp / "warm", data, **options)
+    first = dm.experiments.run_packed(configs, tmp / "packed", data, **options)[0]
+    steps_s = first["wall_seconds"] - first["overhead_seconds"]
+    per_step = steps_s / args.train_steps
+    evaluation = first["overhead_seconds"]
+    # Table 1 evaluates every 1,000 iterations, on the whole 50,000-image training set.
+    table_evaluation = evaluation * max(1.0, 50_000 / args.train_size)
+    evaluations = TABLE1_ITERATIONS // dm.experiments.PAPER_CIFAR100.eval_every
+    table1 = TABLE1_RUNS / k * (TABLE1_ITERATIONS * per_step + evaluations * table_evaluation) / 3600
+    print(f"  {1e3 * per_step:.2f} ms/iteration (batch drawing and augmentation included), "
+          f"{k * args.batch / per_step:.0f} images/s; one evaluation {evaluation:.2f} s "
+          f"({args.train_size} training images)")
+    print(f"  projected Table 1 with the trainer ({TABLE1_RUNS} runs in packs of {k}, {TABLE1_ITERATIONS} "
+          f"iterations and {evaluations} evaluations each) on {first['hardware']}: {table1:.1f} h")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import torch
 from . import _checks, authors, cifar, losses, noise, packed, runs
 from .packed import split_state
 from .runs import load_result
-from .resnet import BATCHNORMS, INITS, PackedResNet, depth_of, resnet
+from .resnet import BATCHNORMS, INITS, PackedResNet, batch_statistics_across_processes, depth_of, resnet
 
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "AUTHORS_CIFAR100",
@@ -273,11 +273,12 @@ def table1_config(row: str, column: dict, base: Config = PAPER_CIFAR100):
     return config, source
 
 
-def make_loss(config: Config) -> torch.nn.Module:
+def make_loss(config: Config, distributed: bool = False) -> torch.nn.Module:
     """The loss module of ``config.method`` (`dm.losses.make`; input checks
-    off: `run` checks the labels once, up front)."""
+    off: `run` checks the labels once, up front; ``distributed``: normalise
+    over the global batch of all processes, for `run`'s ``ddp``)."""
     return losses.make(config.method, lam=config.lam, beta=config.beta, q=config.gce_q,
-                       check_inputs=False)
+                       check_inputs=False, distributed=distributed)
 
 
 def lr_at(config: Config, iteration: int) -> float:
@@ -503,7 +504,7 @@ def _chunks(group: list, max_pack: Optional[int]) -> list:
 
 def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=None,
         precision: Optional[str] = None, compile: bool = False, progress: bool = True,
-        stop_at: Optional[int] = None, eval_train: bool = True) -> Optional[dict]:
+        stop_at: Optional[int] = None, eval_train: bool = True, ddp: bool = False) -> Optional[dict]:
     """Train ``config`` (or resume it, or return its stored result).
 
     ``data``: a `dm.cifar.Cifar` of ``config.dataset`` (default: `dm.cifar.load`
@@ -520,6 +521,19 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     as Figure 2a plots), one forward pass over the training set per
     evaluation.
 
+    ``ddp``: data-parallel training over the processes of torch.distributed's
+    default group (``torchrun --nproc_per_node=N -m dm.experiments --ddp``
+    sets it up): the same run one process would train. Every process draws and augments
+    the whole batch of each iteration (the same draws: they are seeded by
+    position) and trains on its slice of it (``batch_size`` must divide by
+    the number of processes), under DistributedDataParallel; batch norm
+    takes its statistics over the global batch
+    (`dm.resnet.batch_statistics_across_processes`), DM and DN normalise over
+    it (``distributed=True``), and the logged loss is the global batch's.
+    Every process evaluates (on the whole test set, the same numbers);
+    process 0 alone writes checkpoints and results, and all return the
+    result. ``device`` is each process's own (e.g. ``cuda:<LOCAL_RANK>``).
+
     Returns the result dict that is also written to
     ``<runs_dir>/<config.name()>/result.json``; the final weights go to
     ``model.pt`` beside it. With ``progress``, the time per 1000 iterations
@@ -527,13 +541,13 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
     printed there. `run_packed` trains several configurations at once.
     """
     return run_packed([config], runs_dir, data, device=device, precision=precision, compile=compile,
-                      progress=progress, stop_at=stop_at, eval_train=eval_train)[0]
+                      progress=progress, stop_at=stop_at, eval_train=eval_train, ddp=ddp)[0]
 
 
 def run_packed(configs, runs_dir, data: Optional[cifar.Cifar] = None, *, device=None,
                precision: Optional[str] = None, compile: bool = False, progress: bool = True,
                stop_at: Optional[int] = None, eval_train: bool = True,
-               max_pack: Optional[int] = None) -> list:
+               max_pack: Optional[int] = None, ddp: bool = False) -> list:
     """`run` for several configurations at once, trained as one packed
     model (`dm.resnet.PackedResNet`, grouped convolutions) on the same
     batches: the same results as `run` for each, to float rounding, in
@@ -586,20 +600,23 @@ def run_packed(configs, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
             for pack in _chunks(group, max_pack):
                 trained = _train_pack(pack, runs_dir, data, device=device, precision=precision,
                                       compile=compile, progress=progress, stop_at=stop_at,
-                                      eval_train=eval_train)
+                                      eval_train=eval_train, ddp=ddp)
                 results.update(zip(pack, trained))
     return [results[config] for config in configs]
 
 
 def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision: Optional[str],
-                compile: bool, progress: bool, stop_at: Optional[int], eval_train: bool) -> list:
+                compile: bool, progress: bool, stop_at: Optional[int], eval_train: bool,
+                ddp: bool = False) -> list:
     """Train the runs of ``configs`` (pack-compatible, none stored, all
     resuming from one iteration) as one model; a pack of one is a plain
     `ResNet` with its loss module. Returns their results (Nones if stopped)."""
     config, size = configs[0], len(configs)
+    rank, world = _process_group(config, ddp)
     outs = [Path(runs_dir) / c.name() for c in configs]
-    for out in outs:
-        out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        for out in outs:
+            out.mkdir(parents=True, exist_ok=True)
     device = runs.resolve_device(device)
     precision = resolve_precision(precision, device)
     # Channels-last pays off only with the tensor cores' half-precision kernels.
@@ -632,13 +649,23 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
     if size > 1:  # every member starts from the seed's initialisation
         model = PackedResNet([model] * size)
     model = model.to(device, memory_format=memory_format)
+    if ddp:
+        batch_statistics_across_processes(model)
     bias = [model.fc.bias]
     rest = [p for p in model.parameters() if p is not model.fc.bias]
     optimizer = torch.optim.SGD([{"params": rest}, {"params": bias, "lr_mult": config.bias_lr_mult}],
                                 lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    loss_fn = make_loss(config) if size == 1 else packed.Stacked([make_loss(c) for c in configs])
-    forward = torch.compile(model) if compile else model
+    loss_fn = (make_loss(config, ddp) if size == 1
+               else packed.Stacked([make_loss(c, ddp) for c in configs]))
+    forward = model
+    if ddp:
+        # Buffers (batch norm's running estimates) are the same in every
+        # process already: they are updated from the global statistics.
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    if compile:
+        forward = torch.compile(forward)
     evaluator = _Evaluator(model, inputs, device, precision)
 
     def evaluate(iteration: int) -> list:
@@ -669,6 +696,7 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
                    if config.sampler == "classes" else None)
     uniform_batch = runs.epoch_batches(config.seed, n, config.batch_size, device)
     augment_generator = torch.Generator(device=device)
+    share = config.batch_size // world
 
     def step(it: int) -> torch.Tensor:
         augment_generator.manual_seed(runs.seed_at(config.seed, it))
@@ -676,14 +704,20 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
             idx = class_batch(it, config.seed, augment_generator)
         else:
             idx = uniform_batch(it)
-        x = inputs.train(x_train[idx], augment_generator)
+        x, y = inputs.train(x_train[idx], augment_generator), y_train[idx]
+        if ddp:  # this process's slice of the whole augmented batch
+            x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
         with autocast(device, precision):
             logits = forward(x)
-        losses_ = loss_fn(logits.float(), y_train[idx]).reshape(size)
+        losses_ = loss_fn(logits.float(), y).reshape(size)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses_.sum()).backward()
         scaler.step(optimizer)
         scaler.update()
+        if ddp:  # the global batch's loss: the mean of the processes' values
+            losses_ = losses_.detach().clone()
+            torch.distributed.all_reduce(losses_)
+            losses_ /= world
         return losses_
 
     trained = runs.train_pack(
@@ -691,7 +725,8 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
         lr=lambda it: lr_at(config, it), iterations=config.iterations,
         eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, device=device,
         measures=("test_accuracy", "val_accuracy") + _TRAIN_MEASURES,
-        progress=progress, stop_at=stop_at, extra_state={"grad_scaler": scaler})
+        progress=progress and rank == 0, stop_at=stop_at, extra_state={"grad_scaler": scaler},
+        write=rank == 0, world_size=world)
     if trained is None:
         return [None] * size
     shared = {
@@ -702,6 +737,8 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
         **runs.provenance(device),
         "precision": precision, "channels_last": memory_format == torch.channels_last,
         "compiled": bool(compile),
+        # Processes of a data-parallel run (ddp), each on its own device.
+        "world_size": world,
         # "smoke" whenever the data were fabricated, whatever DM_MODE says.
         "mode": "smoke" if data.fabricated else runs.mode(),
         "fabricated_data": bool(data.fabricated),
@@ -725,8 +762,28 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
             "train_images_per_second": member.iterations * member.batch_size
                                        / max(done.wall_seconds - done.overhead_seconds, 1e-9),
         }
-        results.append(runs.finish(out, result, state))
+        results.append(runs.finish(out, result, state) if rank == 0 else json.loads(json.dumps(result)))
+    if ddp:  # no process returns before process 0 has written the results
+        torch.distributed.barrier()
     return results
+
+
+def _process_group(config: Config, ddp: bool) -> tuple:
+    """(rank, world size) of a data-parallel run (``ddp``), checked: the
+    default process group is initialised and ``config.batch_size`` divides
+    by its size; (0, 1) otherwise."""
+    if not ddp:
+        return 0, 1
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("ddp=True trains over torch.distributed's default process group, but none is "
+                           "initialised: start the processes with torchrun and call "
+                           "dm.experiments.distributed_main, or torch.distributed.init_process_group()")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} does not divide by the {world} processes of the "
+                         f"data-parallel run")
+    return rank, world
 
 
 def estimate_seconds(config, data: cifar.Cifar, *, steps: int = 20, **run_options) -> float:
@@ -902,6 +959,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="bf16/fp16 autocast or fp32 (default: bf16 where the GPU has it, "
                              "else fp16 on a GPU, fp32 on a CPU)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--ddp", action="store_true",
+                        help="data-parallel over the processes torchrun starts, one device each "
+                             "(run(..., ddp=True)): torchrun --nproc_per_node=N -m dm.experiments --ddp ...")
     return parser
 
 
@@ -927,13 +987,52 @@ def main(argv=None) -> int:
         return table_main(argv)
     args = _parser().parse_args(argv)
     config = config_from_args(args)
+    if args.ddp:
+        return _ddp_main(args, config)
     data = _data(config.dataset, args.runs_dir, args.data_root, args.download, args.fabricated)
     result = run(config, args.runs_dir, data, device=args.device,
                  precision=args.precision, compile=args.compile,
                  progress=not args.no_progress)
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result: dict) -> None:
     print(json.dumps({k: result[k] for k in (
         "name", "best_test_accuracy", "final_test_accuracy", "realised_noise_rate",
-        "hardware", "wall_seconds")}, indent=1))
+        "hardware", "world_size", "wall_seconds")}, indent=1))
+
+
+def _ddp_main(args: argparse.Namespace, config: Config) -> int:
+    """``--ddp``: one process of a data-parallel run started by torchrun
+    (which sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous): joins the
+    default process group (NCCL on GPUs, each process on ``cuda:LOCAL_RANK``;
+    gloo on CPUs), reads the data set in turn (so that a download or a
+    fabricated archive is written by one process at a time), trains
+    ``config`` with ``run(..., ddp=True)``, and process 0 prints the summary."""
+    import os
+
+    dist = torch.distributed
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(args.device) if args.device else runs.resolve_device(None)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    try:
+        data = None
+        for turn in range(dist.get_world_size()):
+            if turn == dist.get_rank():
+                data = _data(config.dataset, args.runs_dir, args.data_root, args.download, args.fabricated)
+            dist.barrier()
+        result = run(config, args.runs_dir, data, device=device, precision=args.precision,
+                     compile=args.compile, progress=not args.no_progress, ddp=True)
+        if dist.get_rank() == 0:
+            _print_summary(result)
+    finally:
+        dist.destroy_process_group()
     return 0
 
 

@@ -533,17 +533,21 @@ METHODS = ("CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "
 
 
 def make(method: str, *, lam: float = 0.0, beta: float = 0.0, q: float = 0.7,
-         weight=None, check_inputs: bool = True) -> nn.Module:
+         weight=None, check_inputs: bool = True, distributed: bool = False) -> nn.Module:
     """The loss of one of the paper's table rows by name (`METHODS`), with the
     default reductions: e.g. ``make("GCE-DN", q=0.5)`` is ``DN(GCE(0.5))`` and
     ``make("DM", lam=0.5, beta=8)`` is ``DMLoss(0.5, 8.0)``. ``lam`` and
     ``beta`` are used by DM only, ``q`` by GCE only; ``weight`` is the
-    per-class weight (see the module docstring)."""
+    per-class weight (see the module docstring). ``distributed`` goes to the
+    losses that normalise over the batch (`DMLoss`, `DN`): under
+    DistributedDataParallel they then normalise over the global batch. The
+    others are plain means, which DDP's averaging of gradients already makes
+    the global batch's mean, so they need nothing."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "DM":
-        return DMLoss(lam, beta, check_inputs=check_inputs, weight=weight)
+        return DMLoss(lam, beta, check_inputs=check_inputs, weight=weight, distributed=distributed)
     name = method.removesuffix("-DN")
     args = (q,) if name == "GCE" else ()
     loss = {"CCE": CCE, "GCE": GCE, "MAE": MAE, "MSE": MSE}[name](*args, check_inputs=check_inputs, weight=weight)
-    return DN(loss) if method.endswith("-DN") else loss
+    return DN(loss, distributed=distributed) if method.endswith("-DN") else loss

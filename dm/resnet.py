@@ -25,6 +25,12 @@ average (fraction 0.999), not PyTorch's momentum-0.1 running estimate.
 (Their convolutions also carry biases, each followed by batch norm, which
 subtracts the batch mean: such a bias cancels exactly, in training and at
 test, so it is not reproduced.)
+
+Under DistributedDataParallel (`dm.experiments.run(..., ddp=True)`) each
+process sees a slice of the batch; `batch_statistics_across_processes`
+makes every batch norm of a network normalise by the mean and variance of
+the whole global batch (`BatchNorm2d`), so that N processes train the
+network one process would on the concatenated batch.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from torch import nn
 
 from .packed import join_states
 
-__all__ = ["ResNet", "PackedResNet", "resnet", "depth_of", "DEPTHS", "INITS", "BATCHNORMS", "CaffeBatchNorm2d"]
+__all__ = ["ResNet", "PackedResNet", "resnet", "depth_of", "DEPTHS", "INITS", "BATCHNORMS", "BatchNorm2d",
+           "CaffeBatchNorm2d", "batch_statistics_across_processes"]
 
 # The depths of He et al.'s CIFAR table, plus 8 for quick checks.
 DEPTHS = (8, 20, 32, 44, 56, 110)
@@ -43,7 +50,100 @@ INITS = ("kaiming_fan_out", "msra")
 BATCHNORMS = ("torch", "caffe")
 
 
-class CaffeBatchNorm2d(nn.BatchNorm2d):
+class BatchNorm2d(nn.BatchNorm2d):
+    """``torch.nn.BatchNorm2d`` (the same parameters, buffers and numbers),
+    which can also take its training statistics over the global batch of
+    all processes of torch.distributed's default group
+    (``across_processes = True``, set by `batch_statistics_across_processes`).
+
+    Then, in training, with ``x_r`` the slice of process r and ``n`` the
+    global count of values per channel, ``mean = sum_r sum x_r / n`` and
+    ``var = sum_r sum (x_r - mean)^2 / n`` (two passes, both summed over the
+    processes by differentiable all-reduces, so the backward pass is that of
+    one batch norm over the whole batch); the output is ``(x - mean) /
+    sqrt(var + eps) * weight + bias``, computed in float32 and returned in
+    ``x``'s dtype (float64 stays float64), and the running estimates are updated as PyTorch does
+    (momentum, the unbiased variance ``var * n / (n - 1)``), identically in
+    every process. This works on any device and backend (gloo on CPUs,
+    NCCL on GPUs), unlike ``torch.nn.SyncBatchNorm``, which needs a GPU:
+    so the CPU tests check the code the GPUs run. It costs two small
+    all-reduces per layer in each direction. Evaluation (``eval()``) uses
+    the running estimates, as always."""
+
+    across_processes: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.across_processes:
+            return _batch_norm_across_processes(self, x)
+        return super().forward(x)
+
+
+class _SumAcrossProcesses(torch.autograd.Function):
+    """``sum_r x_r`` over the processes of the default group, in every
+    process. Backward: the gradient of ``sum_s L_s`` with respect to ``x_r``
+    is ``sum_s dL_s/d(sum)``, the incoming gradients summed over the processes
+    in turn."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        torch.distributed.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+def _batch_norm_across_processes(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """Training-mode batch norm over the global batch (see `BatchNorm2d`)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("batch norm across processes needs torch.distributed's default process group, "
+                           "but none is initialised: call torch.distributed.init_process_group() first")
+    all_reduce = _SumAcrossProcesses.apply
+    if bn.momentum is None:
+        raise ValueError("batch norm across processes needs a momentum (a cumulative average is not supported)")
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
+    dims = (0, 2, 3)
+    local = torch.cat([xf.sum(dims), xf.new_tensor([x.numel() // x.shape[1]])])
+    total = all_reduce(local)
+    count = total[-1]
+    mean = total[:-1] / count
+    centred = xf - mean[None, :, None, None]
+    var = all_reduce(centred.square().sum(dims)) / count
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight
+    y = centred * scale[None, :, None, None]
+    if bn.affine:
+        y = y + bn.bias[None, :, None, None]
+    if bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            bn.running_mean.lerp_(mean.detach().to(bn.running_mean.dtype), bn.momentum)
+            bn.running_var.lerp_((var * count / (count - 1)).detach().to(bn.running_var.dtype), bn.momentum)
+    return y.to(x.dtype)
+
+
+def batch_statistics_across_processes(model: nn.Module) -> nn.Module:
+    """Make every batch norm of ``model`` (a `ResNet` or `PackedResNet`)
+    normalise by the statistics of the global batch of all processes in
+    training (`BatchNorm2d`). Returns ``model``. A batch norm that is not
+    this module's `BatchNorm2d` is refused by name, rather than left to
+    normalise each process's slice on its own."""
+    for name, module in model.named_modules():
+        if isinstance(module, BatchNorm2d):
+            module.across_processes = True
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            raise TypeError(f"{name} is a {type(module).__name__}, not dm.resnet.BatchNorm2d: "
+                            "it cannot take its statistics across processes")
+    return model
+
+
+class CaffeBatchNorm2d(BatchNorm2d):
     """Batch norm whose test-time mean and variance are Caffe's estimate.
 
     Caffe's ``BatchNorm`` layer keeps ``S <- a S + x`` and ``Z <- a Z + 1``
@@ -83,7 +183,7 @@ class CaffeBatchNorm2d(nn.BatchNorm2d):
 
 
 def _norm(batchnorm: str):
-    return CaffeBatchNorm2d if batchnorm == "caffe" else nn.BatchNorm2d
+    return CaffeBatchNorm2d if batchnorm == "caffe" else BatchNorm2d
 
 
 class _Block(nn.Module):

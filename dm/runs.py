@@ -196,7 +196,8 @@ def train_pack(configs: list, outs: list, *, model: torch.nn.Module, optimizer: 
                lr: Callable[[int], float], iterations: int, eval_every: int, checkpoint_every: int,
                device: torch.device, measures: tuple = ("test_accuracy",), progress: bool = True,
                stop_at: Optional[int] = None, show: str = "test_accuracy",
-               extra_state: Optional[dict] = None) -> Optional[list]:
+               extra_state: Optional[dict] = None, write: bool = True,
+               world_size: int = 1) -> Optional[list]:
     """The training loop the experiments share, for a pack of K runs trained
     as one model on the same batches (K = 1: one run, `train`): iterations
     ``0 .. iterations - 1``, resumed from the members' checkpoints
@@ -228,6 +229,10 @@ def train_pack(configs: list, outs: list, *, model: torch.nn.Module, optimizer: 
     line with the measured time per 1000 iterations and the estimated total.
     ``extra_state``: more objects with ``state_dict``/``load_state_dict``
     (a gradient scaler, say), checkpointed and restored with the model.
+    ``write``: write the checkpoints (False in all processes of a
+    data-parallel run but the first); ``world_size``: the number of
+    devices the run trains on (data-parallel processes), by which its
+    ``device_seconds`` count.
 
     Returns one `Trained` per member. Each member's ``wall_seconds`` is the
     time its training took (a session of a pack counts whole for each
@@ -282,7 +287,7 @@ def train_pack(configs: list, outs: list, *, model: torch.nn.Module, optimizer: 
             state = {"config": dataclasses.asdict(configs[k]), "iteration": iteration,
                      "model": model_state, "optimizer": optimizer_state, "history": histories[k],
                      "wall_seconds": walls[k] + elapsed, "overhead_seconds": overheads[k] + paused,
-                     "device_seconds": devices[k] + elapsed / size, "segments": segments[k],
+                     "device_seconds": devices[k] + elapsed * world_size / size, "segments": segments[k],
                      "loss_sum": sums[k], "loss_count": loss_count,
                      "extra": {key: parts[k] for key, parts in extras.items()}}
             atomic_write(checkpoints[k], lambda p: torch.save(state, p))
@@ -293,7 +298,7 @@ def train_pack(configs: list, outs: list, *, model: torch.nn.Module, optimizer: 
         bar = tqdm(total=iterations, initial=start, desc=label, leave=False)
     for member in segments:
         member.append({"start": start, "hardware": hardware(device), "torch": torch.__version__,
-                       "pack_size": size})
+                       "pack_size": size, **({"world_size": world_size} if world_size > 1 else {})})
     model.train()
     synchronize(device)
     t0 = time.perf_counter()
@@ -338,7 +343,7 @@ def train_pack(configs: list, outs: list, *, model: torch.nn.Module, optimizer: 
                            f"measured here ({hardware(device)}); the whole run: about "
                            f"{total / 60:.1f} min")
                 (bar.write if bar is not None else print)(message)
-        if is_checkpoint:
+        if is_checkpoint and write:
             now = time.perf_counter()
             # Times as of now; the save itself counts as overhead below.
             save_checkpoints(done, now - t0, paused + now - pause)
@@ -352,7 +357,8 @@ def train_pack(configs: list, outs: list, *, model: torch.nn.Module, optimizer: 
     elapsed = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    return [Trained(history, wall + elapsed, overhead + paused, member_segments, share + elapsed / size)
+    return [Trained(history, wall + elapsed, overhead + paused, member_segments,
+                    share + elapsed * world_size / size)
             for history, wall, overhead, member_segments, share
             in zip(histories, walls, overheads, segments, devices)]
 

@@ -148,3 +148,66 @@ def test_fp16_with_a_gradient_scaler_trains_and_resumes(data, tmp_path):
     loss, weight = differences(tmp_path / "whole", [whole], tmp_path / "cut", [resumed])
     print(f"\nfp16 resumed against whole: train loss {loss:.2e} relative, weights {weight:.2e}")
     assert loss <= 1e-2 and weight <= 1e-2
+
+
+# --- data-parallel training on the GPU -----------------------------------------------
+
+def _ddp_worker(rank, init_file, root, out):
+    import json
+
+    import torch.distributed as dist
+
+    # gloo: NCCL refuses two processes on one GPU; gloo reduces CUDA tensors too.
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    data = cifar.load("cifar10", root, checksums=json.loads((root / "checksums.json").read_text()))
+    ex.run(three()[1], out / "ddp", data, device="cuda:0", precision="fp32", progress=False, ddp=True)
+    dist.destroy_process_group()
+
+
+def test_two_processes_on_the_gpu_train_the_run_one_process_trains(tmp_path):
+    """tests/test_ddp_training.py's check on CUDA tensors: two processes
+    (gloo, both on this GPU) with half of each batch each, against one
+    process, in float32 without TF32."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    root = tmp_path / "data"
+    (root / "checksums.json").parent.mkdir()
+    (root / "checksums.json").write_text(json.dumps(cifar.fabricate(root, "cifar10", 400, 100, seed=0)))
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), root, tmp_path), nprocs=2, join=True)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        data = cifar.load("cifar10", root, checksums=json.loads((root / "checksums.json").read_text()))
+        single = ex.run(three()[1], tmp_path / "single", data, device="cuda", precision="fp32", progress=False)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    ddp = json.loads((tmp_path / "ddp" / single["name"] / "result.json").read_text())
+    assert ddp["world_size"] == 2
+    loss, weight = differences(tmp_path / "ddp", [ddp], tmp_path / "single", [single])
+    print(f"\nDDP, 2 processes on one GPU (fp32, no TF32) against one: train loss {loss:.2e} relative, "
+          f"weights {weight:.2e}")
+    assert loss <= 1e-4 and weight <= 1e-4
+
+
+def test_torchrun_ddp_with_nccl_and_compile(tmp_path):
+    """The README's recipe on this GPU: torchrun, --ddp (NCCL, one process:
+    a machine with one GPU), --compile, bf16 autocast."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+               "-m", "dm.experiments", "--ddp", "--compile", "--fabricated", "--no-progress",
+               "--dataset", "cifar10", "--model", "resnet8", "--iterations", "20", "--batch-size", "64",
+               "--eval-every", "10", "--checkpoint-every", "10", "--runs-dir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (result,) = [json.loads(p.read_text()) for p in tmp_path.glob("*/result.json")]
+    assert result["world_size"] == 1 and result["compiled"] and result["precision"] == "bf16"
+    assert all(math.isfinite(v) for v in result["history"]["train_loss"])
+    print(f"\ntorchrun --ddp --compile (NCCL): {result['wall_seconds']:.1f} s, "
+          f"train loss {result['history']['train_loss']}")
