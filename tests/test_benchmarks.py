@@ -20,7 +20,7 @@ def test_train_step_quick_prints_every_figure():
     for pattern in (
         r"^device: cpu \(.+\), torch .+, threads 1, precision fp32$",  # the trainer's choice on a CPU
         r"^CPU run: the targets are about a GPU",
-        r"^settings: resnet8, 100 classes, batch 32, .*--quick$",
+        r"^settings: resnet8, 100 classes, batch 32, .*--quick, parts 1 2 3 4$",
         r"^1\. training step ",
         rf"^  F\.cross_entropy +{number} ms/step +{number}x +\(spread +\d+%\)$",
         rf"^  dm\.CCE +{number} ms/step +{number}x +\(spread +\d+%\)$",
@@ -39,6 +39,12 @@ def test_train_step_quick_prints_every_figure():
         rf"Table 1 at this K: {number} h$",
         rf"^  K =  2: +{number} ms/step, +{number} images/s \({number}x one at a time\)",
         rf"^  projected Table 1 \(84 runs x 30000 iterations, steps only\) on CPU .+: {number} h at K = [12] ",
+        r"^4\. the trainer packed \(dm\.experiments\.run_packed\): the first 2 rows of Table 1's column clean, "
+        r"2 iterations, one evaluation",
+        rf"^  {number} ms/iteration \(batch drawing and augmentation included\), {number} images/s; "
+        rf"one evaluation {number} s \(256 training images\)$",
+        rf"^  projected Table 1 with the trainer \(84 runs in packs of 2, 30000 iterations and 30 evaluations "
+        rf"each\) on CPU .+: {number} h$",
         rf"^total: {number} s$",
     ):
         assert re.search(pattern, out, re.MULTILINE), f"no line matches {pattern!r} in:\n{out}"
