@@ -189,7 +189,11 @@ def test_two_processes_on_the_gpu_train_the_run_one_process_trains(tmp_path):
     loss, weight = differences(tmp_path / "ddp", [ddp], tmp_path / "single", [single])
     print(f"\nDDP, 2 processes on one GPU (fp32, no TF32) against one: train loss {loss:.2e} relative, "
           f"weights {weight:.2e}")
-    assert loss <= 1e-4 and weight <= 1e-4
+    # cuDNN picks its algorithms per batch size (16 and 32) and per run
+    # (benchmark mode): on an H200 the weights differed by 5.3e-5, 1.5e-4,
+    # 1.5e-4 and 1.7e-4 in four runs (benchmarks/measured/gpu_tests-h200.txt);
+    # per-process batch norm differs by about 6e-2 (tests/test_ddp_training.py).
+    assert loss <= 1e-4 and weight <= 1e-3
 
 
 def test_torchrun_ddp_with_nccl_and_compile(tmp_path):
