@@ -55,7 +55,7 @@ book: $(READY)
 # 66 s with spinning, 30 s without). It changes no result: the same threads
 # split the same work; only how they wait differs.
 TEST_ENV := DM_MODE=smoke OMP_WAIT_POLICY=PASSIVE
-TRAINING := tests/test_training.py notebooks/05_objective.ipynb notebooks/07_digits_reproduction.ipynb notebooks/11_rebuttal.ipynb
+TRAINING := tests/test_training.py tests/test_ddp_training.py notebooks/05_objective.ipynb notebooks/07_digits_reproduction.ipynb notebooks/11_rebuttal.ipynb
 STORED_CONFIG := _build/stored-outputs-config.yml
 SECOND_PASS_LOG := _build/second-pass.log
 MATHJAX := _build/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
