@@ -73,6 +73,8 @@ class BatchNorm2d(nn.BatchNorm2d):
     across_processes: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The global batch's statistics in training with ``across_processes``;
+        else exactly ``torch.nn.BatchNorm2d``'s forward."""
         if self.training and self.across_processes:
             return _batch_norm_across_processes(self, x)
         return super().forward(x)

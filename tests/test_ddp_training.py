@@ -7,37 +7,33 @@ What makes them the same run: every process draws and augments the whole
 batch (seeded by position) and takes its half; batch norm takes its
 statistics over both halves (`dm.resnet.BatchNorm2d` across processes); DM
 and DN normalise over both (``distributed=True``); DDP averages the
-gradients. Tolerances as in tests/test_packing.py (float32; the halves are
-summed in another order than the whole): weights and statistics within 2e-5
-absolute, each training loss within 1e-5 relative, accuracies within one test
-image in 100. Without the batch norm across processes the runs differ by far
+gradients. Tolerances as in tests/test_packing.py (tests/same_run.py;
+float32, the halves are summed in another order than the whole): weights and
+statistics within 2e-5 absolute, each training loss within 1e-5 relative,
+accuracies within one test image in 100. Without the batch norm across processes the runs differ by far
 more (checked below), so the comparison can fail.
 """
 
-import dataclasses
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import same_run
 from dm import cifar, experiments as ex, resnet
+from same_run import WEIGHT_ATOL, assert_same_run, weights
 
 WORLD = 2
-WEIGHT_ATOL, LOSS_RTOL, ACCURACY_ATOL = 2e-5, 1e-5, 0.01 + 1e-9
 
 
 def tiny(**changes):
-    base = dict(dataset="cifar10", model="resnet8", iterations=4, batch_size=32, lr=0.02,
-                lr_milestones=(3,), eval_every=2, checkpoint_every=2, noise_rate=0.4,
-                method="DM", lam=0.5, beta=8)
-    base.update(changes)
-    return dataclasses.replace(ex.PAPER_CIFAR10_RESNET56, **base)
+    """same_run's run, with DM's loss unless changed."""
+    return same_run.tiny(**{"method": "DM", "lam": 0.5, "beta": 8, **changes})
 
 
 # A pack with DN (a loss that normalises over the batch), the authors' batch
@@ -86,23 +82,6 @@ def runs(tmp_path_factory):
     single = {"whole": ex.run(tiny(), out / "single", data, progress=False),
               "pack": ex.run_packed(PACK, out / "single-pack", data, progress=False)}
     return out, ranks, single
-
-
-def weights(folder, result):
-    return torch.load(Path(folder) / result["name"] / "model.pt")
-
-
-def assert_same_run(a, b, folder_a, folder_b, atol=WEIGHT_ATOL):
-    assert a["name"] == b["name"] and a["config"] == b["config"]
-    ha, hb = a["history"], b["history"]
-    assert ha["iteration"] == hb["iteration"] and ha["lr"] == hb["lr"]
-    assert ha["train_loss"] == pytest.approx(hb["train_loss"], rel=LOSS_RTOL)
-    for key in ("test_accuracy", "train_accuracy_noisy_labels", "train_accuracy_corrupted"):
-        assert ha[key] == pytest.approx(hb[key], abs=ACCURACY_ATOL), key
-    wa, wb = weights(folder_a, a), weights(folder_b, b)
-    assert list(wa) == list(wb)
-    for key in wa:
-        assert torch.allclose(wa[key].double(), wb[key].double(), rtol=0, atol=atol), key
 
 
 def test_two_processes_train_the_run_one_process_trains(runs):

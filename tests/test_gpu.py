@@ -1,30 +1,28 @@
 """The CUDA paths: the losses at the ends of p, compiled by inductor (Triton),
-packed training under each precision and under torch.compile, and float16
-with its gradient scaler. Skipped where there is no CUDA device (this
+packed training under each precision and under torch.compile, float16 with
+its gradient scaler, and data-parallel training (two processes on the GPU
+against one; torchrun with NCCL and torch.compile). Skipped where there is no CUDA device (this
 project's CI has none); `scripts/gpu_checks.sh` runs them on a lent GPU.
 
 Each comparison prints the difference it measured (``pytest -s`` shows it),
 so a run on a GPU records how far inside its tolerance it landed."""
 
-import dataclasses
 import math
 
 import pytest
 import torch
 
 import dm
+import same_run
 from dm import cifar, experiments as ex
+from same_run import fabricated_cifar10
+from test_losses import ALL_LOSSES, EXTREME, TARGET
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-EXTREME = torch.tensor([[60.0, 0, 0, 0], [-60.0, 0, 0, 0], [1e4, 0, 0, 0], [0.0, 0, 0, 0], [30.0, -30, 0, 5]])
-TARGET = torch.zeros(5, dtype=torch.int64)
-LOSSES = [dm.CCE(), dm.MAE(), dm.MSE(), dm.GCE(0.7), dm.SL(0.1, 1.0), dm.DN(dm.CCE()), dm.DN(dm.MAE()),
-          dm.DMLoss(0.5, 8.0), dm.DMLoss(0.5, 8.0, eps=0.0), dm.DMLoss(0.0, -0.5)]
-
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
 def test_extreme_logits_on_cuda_are_the_cpu_values(loss, dtype):
     """p -> 0 and p -> 1 (logits 60 and 1e4 apart) on the GPU: finite, and
     the CPU's values and gradients to the dtype's rounding."""
@@ -67,18 +65,12 @@ def test_losses_compile_with_inductor_on_cuda(loss):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar10")
-    return cifar.load("cifar10", root, checksums=cifar.fabricate(root, "cifar10", 400, 100, seed=0))
+    return fabricated_cifar10(tmp_path_factory.mktemp("cifar10"))
 
 
-def three(**changes):
-    """CCE, DM and GCE on one column (tests/test_packing.py's pack)."""
-    base = dict(dataset="cifar10", model="resnet8", iterations=6, batch_size=32, lr=0.02,
-                lr_milestones=(4,), eval_every=3, checkpoint_every=3, noise_rate=0.4)
-    base.update(changes)
-    base = dataclasses.replace(ex.PAPER_CIFAR10_RESNET56, **base)
-    return [dataclasses.replace(base, method="CCE"), dataclasses.replace(base, method="DM", lam=0.5, beta=8),
-            dataclasses.replace(base, method="GCE", gce_q=0.7)]
+def three():
+    """tests/test_packing.py's pack (CCE, DM, GCE), for 6 iterations."""
+    return same_run.three(iterations=6, lr_milestones=(4,), eval_every=3, checkpoint_every=3)
 
 
 def differences(runs_a, results_a, runs_b, results_b):
