@@ -777,8 +777,8 @@ def _process_group(config: Config, ddp: bool) -> tuple:
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("ddp=True trains over torch.distributed's default process group, but none is "
-                           "initialised: start the processes with torchrun and call "
-                           "dm.experiments.distributed_main, or torch.distributed.init_process_group()")
+                           "initialised: start the processes with torchrun (python -m dm.experiments --ddp does the "
+                           "rest), or call torch.distributed.init_process_group() first")
     rank, world = dist.get_rank(), dist.get_world_size()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} does not divide by the {world} processes of the "

@@ -61,10 +61,10 @@ class BatchNorm2d(nn.BatchNorm2d):
     ``var = sum_r sum (x_r - mean)^2 / n`` (two passes, both summed over the
     processes by differentiable all-reduces, so the backward pass is that of
     one batch norm over the whole batch); the output is ``(x - mean) /
-    sqrt(var + eps) * weight + bias``, computed in float32 and returned in
-    ``x``'s dtype (float64 stays float64), and the running estimates are updated as PyTorch does
-    (momentum, the unbiased variance ``var * n / (n - 1)``), identically in
-    every process. This works on any device and backend (gloo on CPUs,
+    sqrt(var + eps) * weight + bias``, computed in float32 (float64 for
+    float64 input) and returned in ``x``'s dtype, and the running estimates
+    are updated as PyTorch does (momentum, the unbiased variance
+    ``var * n / (n - 1)``), identically in every process. This works on any device and backend (gloo on CPUs,
     NCCL on GPUs), unlike ``torch.nn.SyncBatchNorm``, which needs a GPU:
     so the CPU tests check the code the GPUs run. It costs two small
     all-reduces per layer in each direction. Evaluation (``eval()``) uses
@@ -110,7 +110,8 @@ def _batch_norm_across_processes(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.T
         raise ValueError("batch norm across processes needs a momentum (a cumulative average is not supported)")
     xf = x.to(torch.promote_types(x.dtype, torch.float32))
     dims = (0, 2, 3)
-    local = torch.cat([xf.sum(dims), xf.new_tensor([x.numel() // x.shape[1]])])
+    # The count as a device fill, not a copy from the host (no synchronisation).
+    local = torch.cat([xf.sum(dims), xf.new_full((1,), float(x.numel() // x.shape[1]))])
     total = all_reduce(local)
     count = total[-1]
     mean = total[:-1] / count
