@@ -5,8 +5,9 @@
 #     OUT=/tmp/gpu bash scripts/gpu_checks.sh
 #
 # 1. benchmarks/train_step.py --device cuda (ResNet-44, batch 256, the
-#    trainer's precision; packed K = 1, 4, 12), with fewer repeats than its
-#    defaults to fit a short lease;
+#    trainer's precision; packed K = 1, 4, 12; the packed trainer), with fewer
+#    repeats than its defaults to fit a short lease, then its parts 3 and 4
+#    for K = 12 under torch.compile;
 # 2. benchmarks/loss_overhead.py on the GPU (time and kernels per forward +
 #    backward), float32 and bfloat16; and, where .gpu/before/dm holds an older
 #    dm (git archive <commit> dm | tar -x -C .gpu/before), the same for it;
@@ -27,6 +28,10 @@ stamp() { echo "# $* ; commit ${COMMIT:-unknown}; $(date -u +%FT%TZ); $(nvidia-s
 { stamp "python benchmarks/train_step.py --device cuda --repeats 3 --train-steps 200"
   PYTHONPATH=. timeout ${TRAIN_STEP_LIMIT:-240} $PY benchmarks/train_step.py --device cuda --repeats 3 --train-steps 200
   echo "# exit status $?, $(( $(date +%s) - began )) s since the script began"; } 2>&1 | tee "$OUT/train_step.txt"
+
+{ stamp "python benchmarks/train_step.py --device cuda --parts 3 4 --packs 12 --compile --train-steps 200"
+  PYTHONPATH=. timeout ${COMPILED_LIMIT:-240} $PY benchmarks/train_step.py --device cuda --parts 3 4 --packs 12 --compile --train-steps 200
+  echo "# exit status $?, $(( $(date +%s) - began )) s since the script began"; } 2>&1 | tee "$OUT/train_step_compiled.txt"
 
 { for dtype in float32 bfloat16; do
     stamp "python benchmarks/loss_overhead.py --device cuda --dtype $dtype"
