@@ -26,8 +26,9 @@
    ``torch.utils.flop_counter``, forward and backward) against the GPU's
    peak where the script knows it, and the projected time of the whole of
    Table 1 (84 runs of 30,000 iterations) on this device at the best K.
-4. The trainer packed: `dm.experiments.run_packed` of the largest K (half
-   DM, half CCE) for the part-2 number of iterations on the fabricated set,
+4. The trainer packed: `dm.experiments.run_packed` of the first K rows of a
+   Table 1 column (K the largest of ``--packs``; 12 is the whole column) for
+   the part-2 number of iterations on the fabricated set,
    after a warm-up run: images/s with batch drawing and augmentation
    included, one evaluation timed (test set and training set, as the
    trainer records them), and the projected Table 1 from these (30,000
@@ -271,21 +272,18 @@ def main(argv=None):
 
     if 1 in args.parts:
         loss_figures(model, x, y, args, device, precision, memory_format)
-    if 2 in args.parts or 4 in args.parts:
-        n_test = min(10_000, max(args.train_size // 5, 1))
-        with tempfile.TemporaryDirectory(prefix="dm-train-step-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dm-train-step-") as tmp:
+        if 2 in args.parts or 4 in args.parts:  # the fabricated data set parts 2 and 4 train on
             root = Path(tmp) / "data"
+            n_test = min(10_000, max(args.train_size // 5, 1))
             checksums = dm.cifar.fabricate(root, DATASET, n_train=args.train_size, n_test=n_test)
             data = dm.cifar.load(DATASET, root, checksums=checksums)
-            if 2 in args.parts:
-                loader_figures(model, x, y, args, device, precision, memory_format, root, checksums, data,
-                               Path(tmp))
-            if 3 in args.parts:
-                packed_figures(model, x, y, args, device, precision, memory_format)
-            if 4 in args.parts:
-                packed_trainer_figures(data, args, device, precision, Path(tmp))
-    elif 3 in args.parts:
-        packed_figures(model, x, y, args, device, precision, memory_format)
+        if 2 in args.parts:
+            loader_figures(model, x, y, args, device, precision, memory_format, root, checksums, data, Path(tmp))
+        if 3 in args.parts:
+            packed_figures(model, x, y, args, device, precision, memory_format)
+        if 4 in args.parts:
+            packed_trainer_figures(data, args, device, precision, Path(tmp))
     print(f"\ntotal: {time.perf_counter() - began:.0f} s")
 
 
