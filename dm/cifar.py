@@ -19,10 +19,16 @@ class-dependent colours so a network can learn something from it. Tests and
 the notebooks' smoke mode load it through the same torchvision code as the
 real data, with the fabricated files' md5 sums passed as ``checksums`` (the
 real download's checksums are never weakened).
+
+A data set is identified by what it holds (`content_digest`), not by its
+files' bytes: files that are not the official ones are accepted only when
+their content is a known copy (`COPIES`, e.g. the JPEG copy of CIFAR-10), and
+`Cifar.identity` says which data a run saw.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -35,7 +41,7 @@ from . import noise
 from .runs import default_root, md5
 
 __all__ = [
-    "Cifar", "load", "torchvision_dataset", "fabricate", "split_train_val",
+    "Cifar", "load", "torchvision_dataset", "fabricate", "split_train_val", "content_digest", "COPIES",
     "augment", "normalize", "MEAN", "STD", "NUM_CLASSES",
     "authors_square", "authors_augment", "authors_test_crop", "normalize_authors", "AUTHORS_MEAN_BGR",
 ]
@@ -54,10 +60,46 @@ class Cifar(NamedTuple):
     y_test: np.ndarray
     classes: tuple                # class names in label order
     fabricated: bool = False      # True when loaded with `checksums` (a `fabricate` archive)
+    copy: str = "official"        # "official", "fabricated", or a known copy's name (`COPIES`)
+    digest: str = ""              # `content_digest` of the arrays
 
     @property
     def num_classes(self) -> int:
         return NUM_CLASSES[self.name]
+
+    def identity(self) -> dict:
+        """Which data a run saw, for its ``result.json``: ``{"dataset", "copy",
+        "content_sha256", "description"}``, e.g. copy "JPEG copy" with the
+        description "CIFAR-10, JPEG copy, content digest 1a2b3c4d…"."""
+        title = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[self.name]
+        return {"dataset": self.name, "copy": self.copy, "content_sha256": self.digest,
+                "description": f"{title}, {self.copy}, content digest {self.digest[:8]}…"}
+
+
+def content_digest(x_train, y_train, x_test, y_test) -> str:
+    """The content digest of a CIFAR data set: sha256 of the four lines
+    ``<part>\t<sha256 of its bytes>\n`` for ``train images``, ``train labels``,
+    ``test images`` and ``test labels``, in that order; images as C-ordered
+    uint8 ``[N, 3, 32, 32]``, labels as little-endian int64 ``[N]``. It does
+    not depend on how the files were pickled or packed."""
+    parts = {"train images": np.ascontiguousarray(x_train, dtype=np.uint8),
+             "train labels": np.ascontiguousarray(y_train, dtype="<i8"),
+             "test images": np.ascontiguousarray(x_test, dtype=np.uint8),
+             "test labels": np.ascontiguousarray(y_test, dtype="<i8")}
+    lines = "".join(f"{part}\t{hashlib.sha256(array.tobytes()).hexdigest()}\n"
+                    for part, array in parts.items())
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+# Copies of the data that are not the official files but are accepted by
+# their content: (data set, content digest) -> the copy's name.
+COPIES = {
+    # CIFAR-10 re-encoded as JPEG at quality 75 (a public copy), written in the
+    # official python layout by the project machines' converter
+    # (cifar10_jpeg_to_python.py): training images in the official order, test
+    # images in a fixed shuffled order. Real images, not the official pixels.
+    ("cifar10", "53a54189f28393fea6d4e36fb5074f791bfd4e5ecffcb1f669e28398b7c4df9a"): "JPEG copy",
+}
 
 
 def _check_name(name: str) -> str:
@@ -97,27 +139,37 @@ def _torchvision_class(name: str, checksums: Optional[dict]):
     })
 
 
+def _unchecked_class(name: str):
+    # torchvision's dataset without its md5 checks: reads any files in the
+    # official layout, for `load` to identify by their content.
+    base = _torchvision_class(name, None)
+    return type(base.__name__ + "Unchecked", (base,), {
+        "_check_integrity": lambda self: True, "meta": {**base.meta, "md5": None}})
+
+
 def load(name: str, root=None, download: bool = False, checksums: Optional[dict] = None) -> Cifar:
     """Load CIFAR-10 or CIFAR-100 with ``torchvision.datasets``.
 
     ``root`` defaults to `dm.runs.default_root`. ``download=True`` fetches the official
-    archive on first use (torchvision checks its md5). ``checksums`` (file
-    name -> md5) replaces torchvision's expected md5s: only for archives made
-    by `fabricate`. For CIFAR-100 the pickles' coarse labels are checked
-    against `dm.noise.CIFAR100_FINE_TO_COARSE`, the table the asymmetric noise
-    uses.
+    archive on first use (torchvision checks its md5). Files whose md5s are
+    not the official ones are read only when their content (`content_digest`)
+    is a known copy (`COPIES`), e.g. the JPEG copy of CIFAR-10 written in the
+    python layout; any other content raises `RuntimeError` naming its digest.
+    ``checksums`` (file name -> md5) replaces torchvision's expected md5s:
+    only for archives made by `fabricate`. For CIFAR-100 the pickles' coarse
+    labels are checked against `dm.noise.CIFAR100_FINE_TO_COARSE`, the table
+    the asymmetric noise uses.
     """
     name = _check_name(name)
     root = Path(root) if root is not None else default_root()
-    cls = _torchvision_class(name, checksums)
-    try:
-        train = cls(str(root), train=True, download=download)
-        test = cls(str(root), train=False, download=download)
-    except RuntimeError as error:
-        raise RuntimeError(
-            f"{name} not found (or corrupted) under {root}: {error} "
-            "Pass download=True to fetch it (needs internet)."
-        ) from error
+    if checksums is not None:
+        try:
+            train, test = _datasets(_torchvision_class(name, checksums), root, download)
+        except RuntimeError as error:
+            raise RuntimeError(_not_found(name, root, error)) from error
+        copy, digest = "fabricated", None
+    else:
+        train, test, copy, digest = _official_or_copy(name, root, download)
     if name == "cifar100":
         with open(root / train.base_folder / "train", "rb") as f:
             entry = pickle.load(f, encoding="latin1")
@@ -125,13 +177,59 @@ def load(name: str, root=None, download: bool = False, checksums: Optional[dict]
         table = np.asarray(noise.CIFAR100_FINE_TO_COARSE)
         if not np.array_equal(table[fine], coarse):
             raise RuntimeError("CIFAR-100's coarse labels disagree with dm.noise.CIFAR100_FINE_TO_COARSE")
+    x_train, y_train, x_test, y_test = _arrays(train, test)
+    digest = digest or content_digest(x_train, y_train, x_test, y_test)
+    return Cifar(name, x_train, y_train, x_test, y_test, tuple(train.classes),
+                 fabricated=checksums is not None, copy=copy, digest=digest)
 
-    def images(dataset):
-        return np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))  # NHWC -> NCHW
 
-    return Cifar(name, images(train), np.asarray(train.targets, dtype=np.int64),
-                 images(test), np.asarray(test.targets, dtype=np.int64), tuple(train.classes),
-                 fabricated=checksums is not None)
+def _arrays(train, test) -> tuple:
+    # torchvision's datasets as (x_train, y_train, x_test, y_test): images
+    # uint8 NHWC -> NCHW, labels int64.
+    return tuple(np.ascontiguousarray(d.data.transpose(0, 3, 1, 2)) if images
+                 else np.asarray(d.targets, dtype=np.int64)
+                 for d in (train, test) for images in (True, False))
+
+
+def _not_found(name: str, root: Path, error: Exception) -> str:
+    return (f"{name} not found (or corrupted) under {root}: {error} "
+            "Pass download=True to fetch it (needs internet).")
+
+
+def _official_or_copy(name: str, root: Path, download: bool):
+    """(train, test, copy, digest or None): the official files if their md5s
+    are right; else a known copy (`COPIES`) by its content; else, with
+    ``download``, the official files fetched anew. Anything else raises."""
+    try:
+        train, test = _datasets(_torchvision_class(name, None), root, False)
+        return train, test, "official", None
+    except RuntimeError as error:
+        missing = error
+    try:   # not the official files: perhaps a known copy
+        train, test = _datasets(_unchecked_class(name), root, False)
+    except Exception:
+        unreadable = True
+    else:
+        unreadable = False
+        digest = content_digest(*_arrays(train, test))
+        copy = COPIES.get((name, digest))
+        if copy is not None:
+            return train, test, copy, digest
+    if download:
+        train, test = _datasets(_torchvision_class(name, None), root, True)
+        return train, test, "official", None
+    if unreadable:
+        raise RuntimeError(_not_found(name, root, missing)) from missing
+    known = [f"{n}: {c} {d}" for (n, d), c in COPIES.items()]
+    raise RuntimeError(
+        f"{name} under {root}: the files are not the official ones (their md5s differ) and "
+        f"their content digest {digest} is no known copy ({'; '.join(known)}). They may be "
+        "truncated, altered, or another data set. Delete them and pass download=True, or "
+        "write the known copy anew.")
+
+
+def _datasets(cls, root: Path, download: bool):
+    return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
 
 
 def split_train_val(labels: np.ndarray, val_fraction: float, seed: int):

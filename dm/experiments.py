@@ -742,6 +742,8 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
         # "smoke" whenever the data were fabricated, whatever DM_MODE says.
         "mode": "smoke" if data.fabricated else runs.mode(),
         "fabricated_data": bool(data.fabricated),
+        # Which data: official, a named copy (e.g. CIFAR-10's JPEG copy), or fabricated.
+        "data": data.identity(),
     }
     members = split_state(model.state_dict(), size) if size > 1 else [model.state_dict()]
     results = []

@@ -46,14 +46,23 @@ from .runs import default_root, md5 as _file_md5
 
 __all__ = [
     "Imdb", "Split", "load", "download", "fabricate", "imbalanced", "CorruptArchiveError",
-    "URL", "ARCHIVE", "MD5", "SIZES", "NEGATIVE", "POSITIVE", "CLASSES",
+    "reviews_digest", "URL", "ARCHIVE", "REASSEMBLED", "MD5", "REVIEWS_SHA256", "SIZES",
+    "NEGATIVE", "POSITIVE", "CLASSES",
 ]
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ARCHIVE = "aclImdb_v1.tar.gz"
+# A copy of the same reviews packed anew (without the bag-of-words files),
+# as the project's machines hold it; `load` looks for it when ARCHIVE is absent.
+REASSEMBLED = "aclImdb_v1.reassembled.tar.gz"
 # md5 of the official archive, as recorded by torchtext's IMDB dataset
 # (torchtext/datasets/imdb.py) and by other loaders of the same URL.
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
+# The content digest (`reviews_digest`) of the official data set's 100,000
+# reviews. Computed on a copy rebuilt from three public copies that agree
+# file by file (see the book's chapter 10); an archive whose reviews give
+# this digest holds the official reviews, whatever its md5.
+REVIEWS_SHA256 = "89af12cafe99666ba1d026405213be16113ccedc30e370bf6cfb7a82db1be8c6"
 SIZES = {"train": 25_000, "test": 25_000, "unsup": 50_000}
 NEGATIVE, POSITIVE = 0, 1
 CLASSES = ("negative", "positive")
@@ -80,8 +89,30 @@ class Imdb(NamedTuple):
     train: Split
     test: Split
     unsup: Split
-    md5: str                      # md5 of the archive read: identifies the data
-    fabricated: bool              # md5 != MD5
+    md5: str                      # md5 of the archive file read (its packing)
+    fabricated: bool              # written by `fabricate` (its README says so)
+    digest: str = ""              # `reviews_digest`: identifies the reviews, whatever the packing
+    archive: str = ""             # the archive's file name
+
+    @property
+    def official(self) -> bool:
+        """The official data set's reviews (`REVIEWS_SHA256`), from any archive."""
+        return self.digest == REVIEWS_SHA256
+
+    def identity(self) -> dict:
+        """Which data a run saw, for its ``result.json``: ``{"dataset", "copy",
+        "archive", "archive_md5", "content_sha256", "description"}``. ``copy`` is
+        "official archive", "reassembled copy" (another archive of the official
+        reviews), "fabricated" or "other" (reviews that are not the official ones)."""
+        if self.fabricated:
+            copy = "fabricated"
+        elif self.official:
+            copy = "official archive" if self.md5 == MD5 else "reassembled copy"
+        else:
+            copy = "other"
+        description = f"IMDB, {copy}, reviews digest {self.digest[:8]}…"
+        return {"dataset": "imdb", "copy": copy, "archive": self.archive, "archive_md5": self.md5,
+                "content_sha256": self.digest, "description": description}
 
 
 def download(root=None, url: str = URL, md5: Optional[str] = MD5, *, progress: bool = True) -> Path:
@@ -127,57 +158,105 @@ def download(root=None, url: str = URL, md5: Optional[str] = MD5, *, progress: b
 
 
 _download = download                  # `load`'s argument ``download`` hides the function
+_FABRICATED_MARK = "(FABRICATED by dm.imdb.fabricate"   # on the first line of `fabricate`'s README
+
+
+def reviews_digest(files) -> str:
+    """The content digest of a set of reviews: sha256 of the sorted lines
+    ``<path>\t<sha256 of the file's bytes>\n`` over every review's path
+    (``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` and
+    ``aclImdb/train/unsup/<id>_0.txt``). ``files``: {path: sha256 hex}. It
+    does not depend on how the archive was packed (order, times, owners,
+    compression, the other files), so two archives of the same reviews have
+    the same digest."""
+    lines = "".join(f"{path}\t{files[path]}\n" for path in sorted(files))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def _find(root: Path) -> Optional[Path]:
+    for name in (ARCHIVE, REASSEMBLED):
+        if (root / name).is_file():
+            return root / name
+    return None
 
 
 def load(root=None, download: bool = False, md5: Optional[str] = MD5, url: str = URL,
          *, progress: bool = True) -> Imdb:
-    """Read the reviews from ``root/aclImdb_v1.tar.gz`` (``root`` defaults to
-    `default_root`).
+    """Read the reviews from ``root/aclImdb_v1.tar.gz``, or else from
+    ``root/aclImdb_v1.reassembled.tar.gz`` (``root`` defaults to `default_root`,
+    i.e. ``$DM_DATA``).
 
-    ``download=True`` first fetches the archive (see `download`) if it is
-    missing or its md5 is wrong. The archive's md5 must equal ``md5``
-    (``None``: not checked; pass ``fabricate``'s md5 for a fabricated
-    archive). An archive with the official md5 must hold exactly `SIZES`
-    reviews, 12,500 per class in train and test. Every labelled review's
-    rating must agree with its folder (pos >= 7, neg <= 4) and unsup ratings
-    must be 0. Reviews are decoded as UTF-8 and kept raw (``<br />`` tags and
-    all); each split lists the positive reviews, then the negative ones, each
-    by numeric id."""
+    Which data an archive holds is told by its reviews, not its bytes. With
+    the default ``md5=MD5`` an archive is accepted when its md5 is the
+    official archive's, or when its reviews' `reviews_digest` is the official
+    reviews' (`REVIEWS_SHA256`): a copy packed anew holds the same data. Any
+    other archive, truncated or altered, raises `CorruptArchiveError` naming
+    both checks. Another ``md5`` (e.g. `fabricate`'s) must match the archive's;
+    ``None`` checks nothing. ``download=True`` fetches the official archive
+    (see `download`) when none is found or the one found is refused.
+
+    The official reviews must number exactly `SIZES`, 12,500 per class in
+    train and test. Every labelled review's rating must agree with its folder
+    (pos >= 7, neg <= 4) and unsup ratings must be 0. Reviews are decoded as
+    UTF-8 and kept raw (``<br />`` tags and all); each split lists the
+    positive reviews, then the negative ones, each by numeric id."""
     root = Path(root) if root is not None else default_root()
-    path = root / ARCHIVE
-    if download:
-        _download(root, url, md5, progress=progress)
-    if not path.is_file():
+    path = _find(root)
+    if path is None and download:
+        path = _download(root, url, md5, progress=progress)
+    if path is None:
         raise FileNotFoundError(
-            f"{path} not found: call dm.imdb.load(download=True) or dm.imdb.download() "
-            f"to fetch it (about 84 MB) from {url}, or put the archive there.")
+            f"{root / ARCHIVE} not found (nor {REASSEMBLED}): call dm.imdb.load(download=True) or "
+            f"dm.imdb.download() to fetch it (about 84 MB) from {url}, or put the archive there.")
+    try:
+        return _load(path, md5)
+    except CorruptArchiveError:
+        if not download:
+            raise
+        return _load(_download(root, url, md5, progress=progress), md5)
+
+
+def _load(path: Path, md5: Optional[str]) -> Imdb:
     actual = _file_md5(path)
-    if md5 is not None and actual != md5:
+    by_md5 = md5 is None or actual == md5
+    if not by_md5 and md5 != MD5:   # a fabricated archive's md5: its bytes are the check
         raise CorruptArchiveError(
             f"{path} has md5 {actual}, expected {md5}: the file is truncated or corrupted "
             "(or not this data set). Delete it, or call load(download=True) to fetch it again.")
-    found = _read(path)
+    found, digest, fabricated = _read(path, "" if by_md5 else f" (its md5 {actual} is not {md5})")
+    if not (by_md5 or digest == REVIEWS_SHA256):
+        raise CorruptArchiveError(
+            f"{path} is neither the official archive (md5 {actual}, expected {md5}) nor another "
+            f"copy of the official reviews (their content digest is {digest}, expected "
+            f"{REVIEWS_SHA256}): reviews are missing, altered or added. Delete it, or call "
+            "load(download=True) to fetch the official archive.")
     splits = {name: _split(found, name) for name in SIZES}
     if not any(len(s.texts) for s in splits.values()):
         raise ValueError(f"{path} holds no reviews in the aclImdb/{{train,test}}/{{pos,neg}}/ layout")
-    if actual == MD5:
+    if actual == MD5 or digest == REVIEWS_SHA256:
         for name, split in splits.items():
             per_class = [] if name == "unsup" else [int((split.labels == c).sum()) for c in (0, 1)]
             if len(split.texts) != SIZES[name] or any(n != _PER_CLASS for n in per_class):
                 raise ValueError(f"{path}: the official archive's {name} split has "
                                  f"{len(split.texts)} reviews (per class {per_class}), "
                                  f"expected {SIZES[name]}")
-    return Imdb(splits["train"], splits["test"], splits["unsup"], actual, actual != MD5)
+    return Imdb(splits["train"], splits["test"], splits["unsup"], actual, fabricated, digest, path.name)
 
 
-def _read(path: Path) -> dict:
-    """{(split, folder): {id: (rating, text)}} from the archive, streamed."""
+def _read(path: Path, why: str = "") -> tuple:
+    """({(split, folder): {id: (rating, text)}}, `reviews_digest`, fabricated)
+    from the archive, streamed. ``why``: added to a corruption error."""
     found: dict = {}
+    hashes: dict = {}
+    fabricated = False
     try:
         with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:
                     tar.members = []          # streaming: keep no list of 100k members
+                    if member.name == "aclImdb/README" and member.isfile():
+                        fabricated = _FABRICATED_MARK in tar.extractfile(member).readline().decode("utf-8")
+                        continue
                     match = _REVIEW.fullmatch(member.name)
                     if not (member.isfile() and match):
                         continue
@@ -195,16 +274,18 @@ def _read(path: Path) -> dict:
                     reviews = found.setdefault((split, folder), {})
                     if id_ in reviews:
                         raise ValueError(f"{path}: two reviews with id {id_} in {split}/{folder}")
-                    reviews[id_] = (rating, tar.extractfile(member).read().decode("utf-8"))
+                    data = tar.extractfile(member).read()
+                    hashes[member.name] = hashlib.sha256(data).hexdigest()
+                    reviews[id_] = (rating, data.decode("utf-8"))
             # The tar ends before the gzip stream does: read to its end so
             # that gzip checks the length and CRC of everything.
             while stream.read(1 << 20):
                 pass
     except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError, UnicodeDecodeError) as error:
         raise CorruptArchiveError(
-            f"{path} is truncated or corrupted ({type(error).__name__}: {error}). "
+            f"{path} is truncated or corrupted ({type(error).__name__}: {error}){why}. "
             "Delete it, or call load(download=True) to fetch it again.") from error
-    return found
+    return found, reviews_digest(hashes), fabricated
 
 
 def _split(found: dict, split: str) -> Split:

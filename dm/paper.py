@@ -30,13 +30,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional
 
-from . import authors, experiments, sentiment
+from . import authors, experiments, sentiment, stats
 from .experiments import Config
 
 __all__ = [
     "DATA", "BLANK", "NOT_RECORDED", "TABLE1_REFERENCE_ROWS", "TABLE9_MEASURES",
     "table", "table1_rows", "table1_columns", "table1_config", "table9_rows",
-    "table9_config", "parse_table9_model", "is_full",
+    "table9_config", "parse_table9_model", "is_full", "data_copy",
     "table1_cells", "table9_cells", "table9_measures",
     "table1_markdown", "table9_markdown", "table1_beta_markdown", "table1_beta_sources_markdown",
     "authors_logs_markdown",
@@ -179,9 +179,15 @@ def _canonical(value):
     return value
 
 
-def _config_key(config) -> tuple:
+def _config_key(config, drop: tuple = ()) -> tuple:
+    # ``drop``: fields left out (Table 5 cells hold every seed of a configuration).
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-    return tuple(sorted((name, _canonical(value)) for name, value in fields.items()))
+    return tuple(sorted((name, _canonical(value)) for name, value in fields.items() if name not in drop))
+
+
+# Table 5's cells hold several runs each, one per seed (the seed sets the
+# initialisation, the batches, the noise draw and the imbalanced subset).
+_TABLE5_SEEDLESS = ("seed",)
 
 
 def _place(results: Iterable[dict], cells: dict, include_smoke: bool) -> dict:
@@ -411,20 +417,59 @@ def table5_config(row: str, column: str, features: str,
 
 @lru_cache(maxsize=8)
 def _table5_cells(features: str, base: sentiment.Config) -> dict:
-    return {_config_key(config): cell
+    return {_config_key(config, _TABLE5_SEEDLESS): cell
             for cell, config in sentiment.table5_configs(features, base, table5_rows()).items()}
 
 
 def table5_cells(results: Iterable[dict], features: str, base: sentiment.Config = sentiment.PAPER_IMDB,
                  include_smoke: bool = False) -> dict:
-    """``{(row, column): result}`` for the results that belong in Table 5 (and
-    its class-weighted imbalance cells) on the paragraph vectors
-    ``features``; smoke-mode results are left out unless ``include_smoke``."""
-    return _place(results, _table5_cells(features, base), include_smoke)
+    """``{(row, column): [result, ...]}`` for the results that belong in Table
+    5 (and its class-weighted imbalance cells) on the paragraph vectors
+    ``features``, each cell's results in the order of their seeds (a cell
+    holds every seed of its configuration); smoke-mode results are left out
+    unless ``include_smoke``. A result that matches no cell, or a second
+    result for one cell and seed, raises."""
+    cells = _table5_cells(features, base)
+    placed: dict = {}
+    for result in results:
+        if not (include_smoke or is_full(result)):
+            continue
+        key = cells.get(_config_key(result["config"], _TABLE5_SEEDLESS))
+        if key is None:
+            raise ValueError(f"result {result.get('name')!r} matches no cell of Table 5 "
+                             "(was it trained from another base configuration?)")
+        seeds = placed.setdefault(key, {})
+        seed = result["config"]["seed"]
+        if seed in seeds:
+            raise ValueError(f"two results for the cell {key!r} with seed {seed}")
+        seeds[seed] = result
+    return {key: [seeds[s] for s in sorted(seeds)] for key, seeds in placed.items()}
 
 
 def _paper5(value: float) -> str:
     return f"{value:.1f}" + ("*" if value == DEGENERATE else "")
+
+
+def _over_seeds(results: list, key: str, n_common: Optional[int]) -> str:
+    # One run: its value; several: mean ± standard error over the seeds (in
+    # percent), with their number where it is not the table's usual one.
+    if not results:
+        return BLANK
+    if len(results) == 1:
+        return _percent(results[0][key]) + ("" if n_common == 1 else " [1]")
+    estimate = stats.mean_se([r[key] for r in results])
+    text = f"{100 * estimate.mean:.1f} ± {100 * estimate.se:.1f}"
+    return text if len(results) == n_common else f"{text} [{len(results)}]"
+
+
+def _seeds_legend(placed: dict) -> tuple:
+    # (the usual number of seeds per cell, the legend's words for it)
+    counts = [len(v) for v in placed.values()]
+    if not counts or max(counts) == 1:
+        return 1, "one run per cell"
+    common = max(set(counts), key=lambda n: (counts.count(n), n))
+    return common, (f"mean ± standard error over {common} seeds per cell"
+                    + ("" if len(set(counts)) == 1 else "; [n]: a cell with another number of seeds"))
 
 
 def table5_markdown(results: Iterable[dict] = (), features: str = "",
@@ -432,22 +477,22 @@ def table5_markdown(results: Iterable[dict] = (), features: str = "",
                     show_paper: bool = True, label: str = "ours") -> str:
     """Table 5 as Markdown: rows = noise rates and imbalance ratios, columns =
     the nine methods; each cell "paper / ours", ours = the final test
-    accuracy in percent, "—" where there is no run."""
+    accuracy in percent (over several seeds: mean ± standard error), "—"
+    where there is no run."""
     placed = table5_cells(results, features, base, include_smoke)
+    common, seeds = _seeds_legend(placed)
     spec = table("table5")
     rows = []
     for name, values in spec["rows"].items():
         cells = []
         for column, paper in zip(spec["columns"], values):
-            result = placed.get((name, column))
-            ours = BLANK if result is None else _percent(result["final_test_accuracy"])
-            cells.append((_paper5(paper) if ours == BLANK else f"{_paper5(paper)} / {ours}")
-                         if show_paper else ours)
+            ours = _over_seeds(placed.get((name, column), []), "final_test_accuracy", common)
+            cells.append(f"{_paper5(paper)} / {ours}" if show_paper else ours)
         rows.append([name] + cells)
-    legend = (f"{spec['title']}. Each cell: paper / {label} (final test accuracy); {BLANK}: no run; "
-              f"*: the paper prints {DEGENERATE} for a model that predicts one class "
+    legend = (f"{spec['title']}. Each cell: paper / {label} (final test accuracy, {seeds}); "
+              f"{BLANK}: no run; *: the paper prints {DEGENERATE} for a model that predicts one class "
               "(50 % on the balanced test set)." if show_paper
-              else f"{label}: final test accuracy (%); {BLANK}: no run.")
+              else f"{label}: final test accuracy (%, {seeds}); {BLANK}: no run.")
     return legend + "\n\n" + _markdown(["data"] + spec["columns"], rows,
                                         ["l"] + ["r"] * len(spec["columns"]))
 
@@ -463,16 +508,16 @@ def imbalance_markdown(results: Iterable[dict] = (), features: str = "",
     which class a model gives up: one that predicts one class scores 50 %
     with recalls 0 and 100."""
     placed = table5_cells(results, features, base, include_smoke)
+    common, seeds = _seeds_legend(placed)
     rows = []
     for row in ("P-N 10:1", "P-N 50:1"):
         for column in table5_columns() + list(sentiment.IMBALANCE_EXTRA):
-            result = placed.get((row, column))
-            get = (lambda key: BLANK) if result is None else (lambda key: _percent(result[key]))
-            rows.append([row, column] + [get(k) for k in (
+            cell = placed.get((row, column), [])
+            rows.append([row, column] + [_over_seeds(cell, k, common) for k in (
                 "final_test_accuracy", "final_test_balanced_accuracy",
                 "final_test_recall_negative", "final_test_recall_positive")])
-    legend = (f"{label}: final test measures (%) on the balanced test set, where balanced accuracy "
-              f"equals accuracy (both are the mean of the two recalls); {BLANK}: no run.")
+    legend = (f"{label}: final test measures (%, {seeds}) on the balanced test set, where balanced "
+              f"accuracy equals accuracy (both are the mean of the two recalls); {BLANK}: no run.")
     return legend + "\n\n" + _markdown(
         ["data", "method", "accuracy", "balanced accuracy", "recall negative", "recall positive"],
         rows, ["l", "l", "r", "r", "r", "r"])
@@ -509,11 +554,14 @@ def load_results(folder) -> list:
 
 
 class Group(NamedTuple):
-    """Results that belong in one table built from one base configuration."""
+    """Results that belong in one table built from one base configuration, on
+    one data set."""
     table: str      # "table1", "table9" or "table5"
     label: str      # the preset ("paper", "authors"); for Table 5 the features' key
     base: object    # the base configuration (a dm.experiments or dm.sentiment Config)
-    results: list   # the results, each in a cell of its own
+    results: list   # the results, each in a cell of its own (Table 5: one per cell and seed)
+    copy: str = "official"  # the data: "official", or a copy that is not the official data ("JPEG copy")
+    data: str = ""  # the data's description as the results record it ("" where none is recorded)
 
 
 class Sorted(NamedTuple):
@@ -523,15 +571,26 @@ class Sorted(NamedTuple):
 
 
 def _candidates(config: dict):
-    # (table, label, base, cells) of every table and base a config could belong to.
+    # (table, label, base, cells, fields the cells leave out) of every table
+    # and base a config could belong to.
     if config.get("dataset") in _CIFAR_TABLES:  # a dm.experiments.Config
         table = _CIFAR_TABLES[config["dataset"]]
         for name in ("paper", "authors"):
             base = experiments.preset(name, config["dataset"])
-            yield table, name, base, (_table1_cells(base) if table == "table1" else _table9_cells(base))
+            yield table, name, base, (_table1_cells(base) if table == "table1" else _table9_cells(base)), ()
     elif isinstance(config.get("features"), str):  # a dm.sentiment.Config
-        yield "table5", config["features"], sentiment.PAPER_IMDB, _table5_cells(config["features"],
-                                                                              sentiment.PAPER_IMDB)
+        yield ("table5", config["features"], sentiment.PAPER_IMDB,
+               _table5_cells(config["features"], sentiment.PAPER_IMDB), _TABLE5_SEEDLESS)
+
+
+def data_copy(result: dict) -> str:
+    """Which data a result's run saw, as its table on the results page files
+    it: "official", or a copy that is not the official data (e.g. "JPEG
+    copy"). The reassembled IMDB archive holds the official reviews (its
+    content digest shows it), so its runs count as official. Results that
+    record no data (older runs) count as official."""
+    copy = (result.get("data") or {}).get("copy", "official")
+    return "official" if copy in ("official", "official archive", "reassembled copy") else copy
 
 
 def sort_results(results: Iterable[dict]) -> Sorted:
@@ -540,10 +599,13 @@ def sort_results(results: Iterable[dict]) -> Sorted:
     built from `dm.experiments.PAPER_CIFAR100` goes to ("table1", "paper"),
     from `AUTHORS_CIFAR100` to ("table1", "authors"); CIFAR-10 likewise to
     Table 9; an IMDB result to ("table5", its features' key), built from
-    `dm.sentiment.PAPER_IMDB`. Nothing raises: results of smoke runs
-    (`is_full`), results whose config is no cell of any table (changed
-    settings, another seed, the digits stand-in) and second results for a
-    cell already taken are left out, each with the reason."""
+    `dm.sentiment.PAPER_IMDB`, where a cell holds one result per seed. Runs
+    on a copy that is not the official data (`data_copy`, e.g. CIFAR-10's
+    JPEG copy) get tables of their own, never the official data's cells.
+    Nothing raises: results of smoke runs (`is_full`), results whose config
+    is no cell of any table (changed settings, another seed, the digits
+    stand-in) and second results for a cell (and seed) already taken are
+    left out, each with the reason."""
     groups, taken, left_out = {}, {}, []
     for result in results:
         config = result.get("config")
@@ -554,22 +616,27 @@ def sort_results(results: Iterable[dict]) -> Sorted:
         if not isinstance(config, dict):
             left_out.append((result, "no config recorded"))
             continue
-        key = _config_key(config)
-        for table, label, base, cells in _candidates(config):
-            cell = cells.get(key)
+        for table, label, base, cells, drop in _candidates(config):
+            cell = cells.get(_config_key(config, drop))
             if cell is not None:
                 break
         else:
             left_out.append((result, "its config is no cell of Table 1, 9 or 5 built from a preset "
                                      "(changed settings?)"))
             continue
-        first = taken.setdefault((table, label, cell), result)
+        copy = data_copy(result)
+        seed = config.get("seed") if drop else None
+        first = taken.setdefault((table, label, copy, cell, seed), result)
         if first is not result:
-            left_out.append((result, f"a second result for the cell {cell} of {table} ({label}); "
+            left_out.append((result, f"a second result for the cell {cell} of {table} ({label}"
+                                     + (f", seed {seed}" if drop else "") + "); "
                                      f"the first: {first.get('result_file', first.get('name'))}"))
             continue
-        groups.setdefault((table, label), Group(table, label, base, [])).results.append(result)
-    order = sorted(groups, key=lambda k: (RESULT_TABLES.index(k[0]), k[1] != "paper", k[1]))
+        group = groups.setdefault((table, label, copy), Group(
+            table, label, base, [], copy, (result.get("data") or {}).get("description", "")))
+        group.results.append(result)
+    order = sorted(groups, key=lambda k: (RESULT_TABLES.index(k[0]), k[2] != "official", k[2],
+                                          k[1] != "paper", k[1]))
     return Sorted([groups[k] for k in order], left_out)
 
 
@@ -595,9 +662,16 @@ def runs_markdown(results: Iterable[dict]) -> str:
 def _group_heading(group: Group, cells: int) -> str:
     if group.table == "table5":
         what = f"paragraph vectors `{group.label[:8] or 'none'}`, the paper's settings (`PAPER_IMDB`)"
+        filled = {_config_key(r["config"], _TABLE5_SEEDLESS) for r in group.results}
+        run = f"{len(filled)} of {cells} cells run ({len(group.results)} runs)"
     else:
         what = f"preset {group.label!r} (`{_PRESET_NAMES[group.table, group.label]}`)"
-    return f"**{what}: {len(group.results)} of {cells} cells run.**"
+        run = f"{len(group.results)} of {cells} cells run"
+    if group.copy != "official":
+        what = f"{group.data or group.copy}, NOT the official data; {what}"
+    elif group.data:
+        what = f"{what}; data: {group.data}"
+    return f"**{what}: {run}.**"
 
 
 def results_markdown(results: Iterable[dict], table: str) -> str:

@@ -14,7 +14,8 @@ preprocessing of its ``scripts/data.sh`` (`ICLR15`, each field annotated
 with its source).
 
 Vectors are cached in ``<cache_dir>/pv-dbow-<key>.npz``, where the key
-(`cache_key`) is a hash of the settings, the data set's archive checksum and
+(`cache_key`) is a hash of the settings, the reviews' content digest
+(`dm.imdb.reviews_digest`: the same for every archive of the same reviews) and
 this module's format version: a rerun loads them at once, and a changed
 setting or another archive never reuses stale vectors.
 """
@@ -25,7 +26,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import re
 import time
 from pathlib import Path
@@ -39,7 +39,7 @@ __all__ = ["Settings", "ICLR15", "normalize_text", "tokens", "cache_key", "Featu
            "paragraph_vectors", "logistic_regression_accuracy", "ICLR15_ACCURACY"]
 
 # Bump when the corpus or the saved format changes, so old caches are not reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: keyed by the reviews' content digest, not the archive's md5
 
 # Mesnil et al. 2015, Table 1: "Sentence Vectors", logistic regression (liblinear).
 ICLR15_ACCURACY = 0.8873
@@ -93,14 +93,14 @@ def tokens(text: str) -> list:
     return normalize_text(text).split()
 
 
-def cache_key(settings: Settings, data_md5: str) -> str:
-    """The cache key of the vectors trained with ``settings`` on the archive
-    whose md5 is ``data_md5``."""
+def cache_key(settings: Settings, reviews_sha256: str) -> str:
+    """The cache key of the vectors trained with ``settings`` on the reviews
+    whose content digest (`dm.imdb.reviews_digest`) is ``reviews_sha256``."""
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be a dm.paragraph_vectors.Settings, got {type(settings).__name__}")
-    if not (isinstance(data_md5, str) and re.fullmatch(r"[0-9a-f]{32}", data_md5)):
-        raise ValueError(f"data_md5 must be 32 hex digits, got {data_md5!r}")
-    blob = json.dumps({"settings": dataclasses.asdict(settings), "data_md5": data_md5,
+    if not (isinstance(reviews_sha256, str) and re.fullmatch(r"[0-9a-f]{64}", reviews_sha256)):
+        raise ValueError(f"reviews_sha256 must be 64 hex digits, got {reviews_sha256!r}")
+    blob = json.dumps({"settings": dataclasses.asdict(settings), "reviews_sha256": reviews_sha256,
                        "format": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
@@ -137,8 +137,8 @@ def _train(data: imdb.Imdb, settings: Settings, workers: int, progress: bool, pa
     # stretch of word2vec's linear schedule, and the whole model saved after
     # each epoch to ``partial``: an interrupted training resumes at the
     # epoch it had reached. ``stop_after`` (tests): return None after that
-    # many epochs, as an interruption would. Returns (vectors, seconds of
-    # training over all sessions).
+    # many epochs, as an interruption would. Returns (vectors, {"vocabulary_seconds",
+    # "epoch_seconds": one per epoch, over all sessions}).
     from gensim.models.doc2vec import Doc2Vec, TaggedDocument
 
     documents = _corpus(data)
@@ -148,12 +148,14 @@ def _train(data: imdb.Imdb, settings: Settings, workers: int, progress: bool, pa
         model = Doc2Vec.load(str(partial))
         model.workers = workers
     else:
+        start = time.perf_counter()
         model = Doc2Vec(dm=0, dbow_words=int(settings.dbow_words), vector_size=settings.vector_size,
                         window=settings.window, negative=settings.negative, hs=settings.hs,
                         sample=settings.sample, min_count=settings.min_count, alpha=settings.alpha,
                         min_alpha=settings.min_alpha, seed=settings.seed, workers=workers)
         model.build_vocab(corpus)
-        model.dm_epochs_done, model.dm_seconds = 0, 0.0
+        model.dm_epochs_done, model.dm_epoch_seconds = 0, []
+        model.dm_vocabulary_seconds = time.perf_counter() - start
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -163,7 +165,7 @@ def _train(data: imdb.Imdb, settings: Settings, workers: int, progress: bool, pa
         model.train(corpus, total_examples=len(corpus), epochs=1,
                     start_alpha=_alpha(settings, epoch), end_alpha=_alpha(settings, epoch + 1))
         model.dm_epochs_done = epoch + 1
-        model.dm_seconds += time.perf_counter() - start
+        model.dm_epoch_seconds.append(time.perf_counter() - start)
         if bar is not None:
             bar.update(1)
         if epoch + 1 < settings.epochs:
@@ -177,7 +179,9 @@ def _train(data: imdb.Imdb, settings: Settings, workers: int, progress: bool, pa
             return None
     if bar is not None:
         bar.close()
-    return np.asarray(model.dv.vectors[np.arange(len(documents))], dtype=np.float32), model.dm_seconds
+    times = {"vocabulary_seconds": round(model.dm_vocabulary_seconds, 1),
+             "epoch_seconds": [round(t, 1) for t in model.dm_epoch_seconds]}
+    return np.asarray(model.dv.vectors[np.arange(len(documents))], dtype=np.float32), times
 
 
 def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=None, *,
@@ -200,7 +204,7 @@ def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=No
     trained. ``stop_after`` (for tests): stop after that many epochs, as an
     interruption would, and return None.
     """
-    key = cache_key(settings, data.md5)
+    key = cache_key(settings, data.digest)
     folder = Path(cache_dir) if cache_dir is not None else runs.default_root() / "paragraph-vectors"
     path = folder / f"pv-dbow-{key}.npz"
     if path.exists():
@@ -215,14 +219,16 @@ def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=No
     trained = _train(data, settings, workers, progress, partial, stop_after)
     if trained is None:
         return None
-    vectors, seconds = trained
+    vectors, times = trained
     sizes = [len(data.train.texts), len(data.test.texts), len(data.unsup.texts)]
     train, test, unsup = np.split(vectors, np.cumsum(sizes)[:2])
-    meta = {"settings": dataclasses.asdict(settings), "data_md5": data.md5,
+    meta = {"settings": dataclasses.asdict(settings), "data": data.identity(),
+            "reviews_sha256": data.digest,
             "fabricated_data": bool(data.fabricated), "format": FORMAT_VERSION,
             "gensim": gensim.__version__, "workers": workers,
-            "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-            "seconds": round(seconds, 1)}  # gensim's training, summed over sessions
+            "hardware": f"CPU ({runs.cpu_model()}, {os.cpu_count()} cores)",
+            # gensim's time: building the vocabulary, then each epoch (over all sessions)
+            "seconds": round(times["vocabulary_seconds"] + sum(times["epoch_seconds"]), 1), **times}
     runs.atomic_write(path, lambda p: _save(p, train, test, unsup, meta))
     partial.unlink(missing_ok=True)
     return Features(train, test, unsup, key, meta)

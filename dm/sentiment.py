@@ -38,7 +38,7 @@ from .runs import load_result
 
 __all__ = [
     "Config", "PAPER_IMDB", "METHODS", "CLASS_WEIGHTS", "TABLE5_ROWS", "TABLE5_DM",
-    "IMBALANCE_EXTRA", "table5_config", "table5_configs", "lr_at", "mlp", "Dataset",
+    "IMBALANCE_EXTRA", "TABLE5_SEEDS", "table5_config", "table5_configs", "table5_main", "lr_at", "mlp", "Dataset",
     "dataset", "digits_standin", "DIGITS_STANDIN", "class_weights", "make_loss", "run", "load_result", "smoke_config",
     "NotebookSetup", "notebook_setup", "run_all", "main",
 ]
@@ -133,14 +133,28 @@ def table5_config(row: str, column: str, features: str, base: Config = PAPER_IMD
     return dataclasses.replace(base, **settings)
 
 
-def table5_configs(features: str, base: Config = PAPER_IMDB, rows=None) -> dict:
+def table5_configs(features: str, base: Config = PAPER_IMDB, rows=None, seeds=None) -> dict:
     """``{(row, column): Config}`` for every cell of Table 5 (all of ``rows``,
     default every row): the nine methods in each row, and the two
-    class-weighted ones (`IMBALANCE_EXTRA`) in the imbalance rows. 49 cells."""
+    class-weighted ones (`IMBALANCE_EXTRA`) in the imbalance rows. 49 cells.
+    With ``seeds`` (a sequence of ints): ``{(row, column, seed): Config}``,
+    every cell once per seed."""
     rows = list(TABLE5_ROWS) if rows is None else list(rows)
-    return {(row, column): table5_config(row, column, features, base)
-            for row in rows
-            for column in METHODS + (IMBALANCE_EXTRA if TABLE5_ROWS.get(row, {}).get("imbalance") else ())}
+    cells = {(row, column): table5_config(row, column, features, base)
+             for row in rows
+             for column in METHODS + (IMBALANCE_EXTRA if TABLE5_ROWS.get(row, {}).get("imbalance") else ())}
+    if seeds is None:
+        return cells
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be distinct non-negative integers, got {seeds!r}")
+    return {(row, column, seed): dataclasses.replace(config, seed=seed)
+            for (row, column), config in cells.items() for seed in seeds}
+
+
+# The seeds of the book's Table 5: the paper's 123 and the next four.
+TABLE5_SEEDS = (123, 124, 125, 126, 127)
 
 
 def lr_at(config: Config, iteration: int) -> float:
@@ -164,16 +178,18 @@ class Dataset(NamedTuple):
     y_test: np.ndarray
     features: str           # the vectors' cache key (Config.features must match)
     fabricated: bool        # the reviews came from dm.imdb.fabricate
+    identity: Optional[dict] = None  # which reviews (`dm.imdb.Imdb.identity`), recorded in result.json
 
 
 def dataset(data: imdb.Imdb, features: paragraph_vectors.Features) -> Dataset:
     """The `Dataset` of the reviews ``data`` represented by ``features``."""
-    if features.meta.get("data_md5") not in (None, data.md5):
-        raise ValueError("features were trained on another archive than data")
+    if features.meta.get("reviews_sha256") not in (None, data.digest):
+        raise ValueError(f"features were trained on other reviews (digest "
+                         f"{features.meta['reviews_sha256']}) than data ({data.digest})")
     if len(features.train) != len(data.train.labels) or len(features.test) != len(data.test.labels):
         raise ValueError("features and data have different numbers of reviews")
     return Dataset(features.train, data.train.labels, features.test, data.test.labels,
-                   features.key, bool(data.fabricated))
+                   features.key, bool(data.fabricated), data.identity())
 
 
 DIGITS_STANDIN = "digits-binary"  # Dataset.features of `digits_standin`
@@ -192,7 +208,9 @@ def digits_standin(seed: int = 0) -> Dataset:
     data = digits.load(seed=seed)
     binary = lambda labels: (labels.numpy() >= 5).astype(np.int64)  # noqa: E731
     return Dataset(data.x_train.numpy(), binary(data.y_train), data.x_test.numpy(),
-                   binary(data.y_test), DIGITS_STANDIN, False)
+                   binary(data.y_test), DIGITS_STANDIN, False,
+                   {"dataset": "digits", "copy": "scikit-learn",
+                    "description": "scikit-learn's digits, 0-4 against 5-9 (not IMDB)"})
 
 
 def class_weights(labels: np.ndarray, classes: int = 2) -> np.ndarray:
@@ -330,6 +348,7 @@ def run(config: Config, runs_dir, data: Dataset, *, device=None, progress: bool 
         # "smoke" whenever the reviews were fabricated, whatever DM_MODE says.
         "mode": "smoke" if data.fabricated else runs.mode(),
         "fabricated_data": bool(data.fabricated),
+        "data": data.identity,
     }
     return runs.finish(out, result, model)
 
@@ -428,7 +447,52 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _table5_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dm.sentiment table5",
+        description="Train every cell of Table 5 (with its class-weighted imbalance cells) once per "
+                    "seed, on the PV-DBOW vectors of the real reviews (trained once and cached); "
+                    "stored runs load at once, interrupted ones resume.")
+    parser.add_argument("--seeds", default=",".join(map(str, TABLE5_SEEDS)),
+                        help="comma-separated seeds (default: %(default)s)")
+    parser.add_argument("--rows", default=None, help="comma-separated rows, e.g. 'r = 0.4,P-N 50:1'")
+    parser.add_argument("--runs-dir", default="runs/imdb", help="where run folders go (default: runs/imdb)")
+    parser.add_argument("--data-root", default=None, help="archive folder (default: $DM_DATA or ~/.cache/dm)")
+    parser.add_argument("--vectors-dir", default=None, help="paragraph-vector cache folder")
+    parser.add_argument("--workers", type=int, default=1, help="processes to share the runs out to")
+    parser.add_argument("--results-dir", default=None,
+                        help="copy each finished run's result.json to RESULTS_DIR/<run name>/ "
+                             "(the book's results/imdb)")
+    return parser
+
+
+def table5_main(argv) -> int:
+    """``python -m dm.sentiment table5 ...`` (see `_table5_parser`)."""
+    import shutil
+
+    args = _table5_parser().parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = None if args.rows is None else [r.strip() for r in args.rows.split(",")]
+    reviews = imdb.load(args.data_root)
+    features = paragraph_vectors.paragraph_vectors(reviews, cache_dir=args.vectors_dir)
+    configs = table5_configs(features.key, PAPER_IMDB, rows, seeds)
+    results = run_all(configs, args.runs_dir, dataset(reviews, features), report=False,
+                      workers=args.workers, progress=False)
+    if args.results_dir is not None:
+        for config in configs.values():
+            target = Path(args.results_dir) / config.name() / "result.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(args.runs_dir) / config.name() / "result.json", target)
+        print(f"copied {len(configs)} result.json files to {args.results_dir}")
+    print(f"{len(results)} runs of {len(configs) // len(seeds)} cells x {len(seeds)} seeds on "
+          f"{reviews.identity()['description']}")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "table5":
+        return table5_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.fabricated:
         root = Path(args.runs_dir) / "fabricated-data"

@@ -47,9 +47,41 @@ def test_official_layout_and_pixel_order(fabricated):
 
 
 def test_official_checksums_reject_a_fabricated_archive(fabricated):
-    name, root, _ = fabricated
-    with pytest.raises(RuntimeError, match=f"{name} not found \\(or corrupted\\)"):
+    """Files that are neither the official ones nor a known copy are refused,
+    naming their content digest."""
+    name, root, checksums = fabricated
+    digest = cifar.load(name, root, checksums=checksums).digest
+    with pytest.raises(RuntimeError, match=f"not the official ones .* digest {digest} is no known copy"):
         cifar.load(name, root)
+
+
+def test_missing_files_are_reported(tmp_path):
+    with pytest.raises(RuntimeError, match="cifar10 not found \\(or corrupted\\).*download=True"):
+        cifar.load("cifar10", tmp_path)
+
+
+def test_a_known_copy_is_recognised_by_its_content(fabricated, monkeypatch):
+    """A copy listed in COPIES loads without checksums and says which copy it
+    is; its identity goes into result.json."""
+    name, root, checksums = fabricated
+    digest = cifar.load(name, root, checksums=checksums).digest
+    assert len(digest) == 64
+    monkeypatch.setitem(cifar.COPIES, (name, digest), "test copy")
+    data = cifar.load(name, root)
+    assert not data.fabricated and data.copy == "test copy" and data.digest == digest
+    assert data.identity()["description"].endswith(f"test copy, content digest {digest[:8]}…")
+
+
+def test_content_digest_depends_on_every_part():
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8), np.arange(4),
+             rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8), np.arange(2)]
+    digest = cifar.content_digest(*parts)
+    assert digest == cifar.content_digest(*[p.copy() for p in parts])
+    for i in range(4):
+        changed = [p.copy() for p in parts]
+        changed[i].flat[0] += 1
+        assert cifar.content_digest(*changed) != digest, i
 
 
 def test_corrupted_file_is_rejected(tmp_path):
@@ -161,7 +193,7 @@ def test_download_step_extracts_the_official_archive(tmp_path, name):
     assert [p.name for p in tmp_path.iterdir()] == [f"{name.replace('cifar', 'cifar-')}-python.tar.gz"]
     data = cifar.load(name, tmp_path, download=True, checksums=checksums)
     assert data.x_train.shape == (120, 3, 32, 32) and data.x_test.shape == (30, 3, 32, 32)
-    with pytest.raises(RuntimeError, match="not found"):  # extracted files are checked too
+    with pytest.raises(RuntimeError, match="not the official ones"):  # extracted files are checked too
         cifar.load(name, tmp_path)
 
 

@@ -3,6 +3,7 @@ straight from the tar.gz, the download through a file:// URL, damaged and
 malformed archives, and the paper's imbalanced sampler."""
 
 import gzip
+import hashlib
 import io
 import os
 import re
@@ -134,11 +135,7 @@ def _rename(path, old, new):
     """Rewrite the archive with member ``old`` renamed to ``new``."""
     members = _members(path)
     members[new] = members.pop(old)
-    with gzip.open(path, "wb") as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    _rewrite(path, members)
 
 
 @pytest.mark.parametrize("old, new, message", [
@@ -204,3 +201,54 @@ def test_imbalanced_is_seeded(balanced):
 def test_imbalanced_errors(labels, ratio, message):
     with pytest.raises(ValueError, match=message):
         imdb.imbalanced(labels, ratio, seed=0)
+
+
+def test_identity_by_content_not_by_packing(fabricated, tmp_path, monkeypatch):
+    """An archive is the official data when its md5 is, or when its reviews'
+    content digest is: another packing of the same reviews (other order,
+    times, compression, a file left out) has the same digest; one changed
+    review has another and is refused, naming both checks."""
+    root, md5 = fabricated
+    data = imdb.load(root, md5=md5)
+    assert data.fabricated and data.identity()["copy"] == "fabricated" and len(data.digest) == 64
+    repacked = tmp_path / "repacked"
+    repacked.mkdir()
+    members = _members(root / imdb.ARCHIVE)
+    members.pop("aclImdb/imdbEr.txt")
+    with gzip.open(repacked / imdb.REASSEMBLED, "wb", compresslevel=1) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for name in sorted(members, reverse=True):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(members[name]), 12345
+            tar.addfile(info, io.BytesIO(members[name]))
+    again = imdb.load(repacked, md5=None)
+    assert again.digest == data.digest and again.md5 != data.md5 and again.archive == imdb.REASSEMBLED
+    # Not the official reviews: refused under the default check, naming both digests.
+    with pytest.raises(imdb.CorruptArchiveError, match=f"content digest is {data.digest}, expected "
+                                                       f"{imdb.REVIEWS_SHA256}"):
+        imdb.load(repacked)
+    # Were they the official reviews, the default check would take them, and
+    # then hold them to the official sizes.
+    monkeypatch.setattr(imdb, "REVIEWS_SHA256", data.digest)
+    with pytest.raises(ValueError, match="expected 25000"):
+        imdb.load(repacked)
+    # One review changed: another digest.
+    name = next(n for n in members if n.startswith("aclImdb/train/pos/"))
+    members[name] = members[name] + b" Changed."
+    _rewrite(repacked / imdb.REASSEMBLED, members)
+    assert imdb.load(repacked, md5=None).digest != data.digest
+
+
+def _rewrite(path, members):
+    with gzip.open(path, "wb") as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_reviews_digest_is_the_documented_recipe():
+    files = {"aclImdb/train/pos/1_9.txt": "b" * 64, "aclImdb/test/neg/0_1.txt": "a" * 64}
+    expected = hashlib.sha256(("aclImdb/test/neg/0_1.txt\t" + "a" * 64 + "\n"
+                               "aclImdb/train/pos/1_9.txt\t" + "b" * 64 + "\n").encode()).hexdigest()
+    assert imdb.reviews_digest(files) == expected

@@ -39,16 +39,18 @@ def test_settings_are_iclr15s_paragraph_sh():
 
 
 def test_cache_key_changes_with_every_setting_and_the_data():
-    md5 = "0" * 32
+    md5 = "0" * 64   # the reviews' content digest (a sha256)
     key = pv.cache_key(pv.ICLR15, md5)
     assert key == pv.cache_key(pv.Settings(), md5)
-    assert pv.cache_key(pv.ICLR15, "1" * 32) != key
+    assert pv.cache_key(pv.ICLR15, "1" * 64) != key
     for field in dataclasses.fields(pv.Settings):
         value = getattr(pv.ICLR15, field.name)
         changed = (not value) if isinstance(value, bool) else value * 2 + 1
         assert pv.cache_key(dataclasses.replace(pv.ICLR15, **{field.name: changed}), md5) != key, field.name
-    with pytest.raises(ValueError, match="32 hex digits, got 'abc'"):
+    with pytest.raises(ValueError, match="64 hex digits, got 'abc'"):
         pv.cache_key(pv.ICLR15, "abc")
+    with pytest.raises(ValueError, match="64 hex digits"):   # an archive's md5 is not the reviews' identity
+        pv.cache_key(pv.ICLR15, "0" * 32)
     with pytest.raises(TypeError, match="Settings"):
         pv.cache_key({"vector_size": 100}, md5)
 
@@ -57,8 +59,10 @@ def test_vectors_are_cached_and_a_rerun_does_not_train(reviews, tmp_path, monkey
     first = pv.paragraph_vectors(reviews, FAST, tmp_path, workers=1, progress=False)
     assert first.train.shape == (200, 100) and first.test.shape == (100, 100) and first.unsup.shape == (50, 100)
     assert first.train.dtype == np.float32 and np.isfinite(first.train).all()
-    assert first.key == pv.cache_key(FAST, reviews.md5)
-    assert first.meta["data_md5"] == reviews.md5 and first.meta["fabricated_data"] is True
+    assert first.key == pv.cache_key(FAST, reviews.digest)
+    assert first.meta["reviews_sha256"] == reviews.digest and first.meta["fabricated_data"] is True
+    assert first.meta["data"]["copy"] == "fabricated"
+    assert len(first.meta["epoch_seconds"]) == 4 and first.meta["vocabulary_seconds"] >= 0
     assert first.meta["settings"]["epochs"] == 4 and first.meta["gensim"]
     assert [p.name for p in tmp_path.iterdir()] == [f"pv-dbow-{first.key}.npz"]
 

@@ -208,16 +208,60 @@ def test_table5_markdown_places_full_results_only(setup):
               "final_test_accuracy": 0.864, "final_test_balanced_accuracy": 0.864,
               "final_test_recall_negative": 0.86, "final_test_recall_positive": 0.868}
     table = paper.table5_markdown([result], features.key)
-    assert "| r = 0.4 | 75.5 | 83.6 | 84.9 | 83.7 | 75.0 | 75.2 | 80.2 | 75.3 | 86.4 / 86.4 |" in table
-    assert "| P-N 50:1 | 63.4 | 0.5* | 0.5* |" in table
+    assert ("| r = 0.4 | 75.5 / — | 83.6 / — | 84.9 / — | 83.7 / — | 75.0 / — | 75.2 / — | 80.2 / — "
+            "| 75.3 / — | 86.4 / 86.4 |") in table
+    assert "| P-N 50:1 | 63.4 / — | 0.5* / — | 0.5* / — |" in table and "one run per cell" in table
     smoke = dict(result, mode="smoke")
-    assert "86.4 / " not in paper.table5_markdown([smoke], features.key)
+    assert "86.4 / 86.4" not in paper.table5_markdown([smoke], features.key)
     other = st.table5_config("P-N 10:1", "CCE + class weights", features.key)
     detail = paper.imbalance_markdown([dict(result, name=other.name(), config=dataclasses.asdict(other))],
                                       features.key)
     assert "| P-N 10:1 | CCE + class weights | 86.4 | 86.4 | 86.0 | 86.8 |" in detail
     with pytest.raises(ValueError, match="matches no cell"):
         paper.table5_markdown([result], "another-key")
+
+
+def test_table5_cells_hold_every_seed(setup):
+    """A Table 5 cell holds one result per seed and shows their mean ± SE;
+    a second result for one cell and seed is refused."""
+    _, features, _ = setup
+    configs = st.table5_configs(features.key, seeds=[5, 3, 4])
+    assert len(configs) == 49 * 3 and configs["r = 0.2", "GCE", 4].seed == 4
+    accuracies = {3: 0.80, 4: 0.84, 5: 0.88}
+    results = [{"name": c.name(), "config": dataclasses.asdict(c), "mode": "full",
+                "final_test_accuracy": accuracies[c.seed]}
+               for key, c in configs.items() if key[:2] == ("r = 0.2", "GCE")]
+    cells = paper.table5_cells(results, features.key)
+    assert list(cells) == [("r = 0.2", "GCE")]
+    assert [r["config"]["seed"] for r in cells["r = 0.2", "GCE"]] == [3, 4, 5]
+    table = paper.table5_markdown(results, features.key)
+    assert "| r = 0.2 | 87.7 / — | 88.6 / 84.0 ± 2.3 |" in table   # SE of .80, .84, .88: 0.04 / sqrt(3)
+    assert "mean ± standard error over 3 seeds per cell" in table
+    by_seed = {r["config"]["seed"]: r for r in results}
+    fewer = paper.table5_markdown([by_seed[3], by_seed[5], dict(by_seed[3], config=dataclasses.asdict(
+        configs["r = 0.2", "MAE", 3]))], features.key)
+    assert "| 88.6 / 84.0 ± 4.0 | 88.6 / 80.0 [1] |" in fewer   # GCE: seeds 3 and 5; MAE: seed 3
+    assert "[n]: a cell with another number of seeds" in fewer
+    with pytest.raises(ValueError, match="two results for the cell .* with seed 3"):
+        paper.table5_cells(results + [by_seed[3]], features.key)
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        st.table5_configs(features.key, seeds=[1, 1])
+
+
+def test_table5_command_runs_every_cell_and_seed(setup, tmp_path, monkeypatch):
+    """``python -m dm.sentiment table5``: every cell once per seed, and the
+    results copied to a results folder (on a fabricated archive, few rows)."""
+    reviews, features, data = setup
+    monkeypatch.setattr(st.imdb, "load", lambda root: reviews)
+    monkeypatch.setattr(st.paragraph_vectors, "paragraph_vectors", lambda reviews, cache_dir: features)
+    monkeypatch.setattr(st, "PAPER_IMDB", st.smoke_config(st.PAPER_IMDB, 20))
+    assert st.main(["table5", "--seeds", "1,2", "--rows", "r = 0.4", "--runs-dir", str(tmp_path / "runs"),
+                    "--results-dir", str(tmp_path / "results")]) == 0
+    stored = paper.load_results(tmp_path / "results")
+    assert len(stored) == 9 * 2
+    assert {(r["config"]["method"], r["config"]["seed"]) for r in stored} == {
+        (m, s) for m in st.METHODS for s in (1, 2)}
+    assert all(r["data"]["copy"] == "fabricated" for r in stored)
 
 
 def test_notebook_setup_smoke_mode(tmp_path):
