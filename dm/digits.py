@@ -85,6 +85,7 @@ class Bounded(nn.Module):
         self.bound = _check_bound(bound)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``bound * tanh(z / bound)`` of the logits ``z``, elementwise."""
         return self.bound * torch.tanh(z / self.bound)
 
     def extra_repr(self) -> str:
