@@ -28,7 +28,7 @@ from torch import nn
 from . import _checks, losses, noise, packed
 from . import weights as _weights
 
-__all__ = ["Digits", "load", "mlp", "fit_measures", "measure", "train", "HISTORY", "Setting", "Run", "train_runs", "train_many",
+__all__ = ["Digits", "load", "mlp", "Bounded", "fit_measures", "measure", "train", "HISTORY", "Setting", "Run", "train_runs", "train_many",
            "label_probabilities",
            "selection_split", "select_and_retrain", "select_and_retrain_many"]
 
@@ -75,17 +75,48 @@ def load(noise_rate: float = 0.0, seed: int = 0, test_fraction: float = 0.3,
                   features(x_val), labels(y_val), features(x_test), labels(y_test))
 
 
-def mlp(hidden: int = 64, seed: int = 0) -> nn.Sequential:
+class Bounded(nn.Module):
+    """A non-linear last layer: ``bound * tanh(z / bound)``, elementwise. Close
+    to the identity for small ``z``, it keeps every logit in ``(-bound,
+    bound)``; it has no parameters."""
+
+    def __init__(self, bound: float):
+        super().__init__()
+        self.bound = _check_bound(bound)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``bound * tanh(z / bound)`` of the logits ``z``, elementwise."""
+        return self.bound * torch.tanh(z / self.bound)
+
+    def extra_repr(self) -> str:
+        return f"bound={self.bound:g}"
+
+
+def _check_bound(bound):
+    if bound is None:
+        return None
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not np.isfinite(bound) or bound <= 0:
+        raise ValueError(f"bound must be a finite number > 0 or None, got {bound!r}")
+    return float(bound)
+
+
+def mlp(hidden: int = 64, seed: int = 0, bound: float | None = None) -> nn.Sequential:
     """A 64-``hidden``-10 ReLU network, initialised from ``seed``; with
     ``hidden=0``, a linear model (one ``Linear(64, 10)`` layer, softmax
-    regression)."""
+    regression). Its last layer is linear; with ``bound``, its output then
+    passes through `Bounded` (``bound * tanh(z / bound)``), a non-linear last
+    layer feeding the softmax. ``bound`` changes no parameter and no
+    initialisation."""
     if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 0:
         raise ValueError(f"hidden must be an integer >= 0, got {hidden!r}")
+    bound = _check_bound(bound)
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the global RNG
         torch.manual_seed(seed)
         if hidden == 0:
-            return nn.Sequential(nn.Linear(64, NUM_CLASSES))
-        return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES))
+            layers = [nn.Linear(64, NUM_CLASSES)]
+        else:
+            layers = [nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES)]
+    return nn.Sequential(*layers, *([Bounded(bound)] if bound is not None else []))
 
 
 @torch.no_grad()
@@ -148,8 +179,8 @@ HISTORY = ("test_accuracy", "val_accuracy", "max_abs_logit", "train_accuracy_noi
 
 def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
           momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 128,
-          hidden: int = 64, seed: int = 0, record_every: int = 100) -> dict:
-    """Train ``mlp(hidden, seed)`` on ``data``'s noisy labels with SGD.
+          hidden: int = 64, seed: int = 0, record_every: int = 100, bound: float | None = None) -> dict:
+    """Train ``mlp(hidden, seed, bound)`` on ``data``'s noisy labels with SGD.
 
     ``weight_decay`` is SGD's L2 penalty on every parameter, biases included
     (as Caffe applies it; the paper uses 1e-4 in its text, the authors' solver
@@ -161,7 +192,7 @@ def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
     (`fit_measures`: against the noisy and the true labels, and the shares of
     corrupted and intact labels predicted as labelled).
     """
-    model = mlp(hidden, seed)
+    model = mlp(hidden, seed, bound)
     optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     batches = _batches(len(data.y_train), batch_size, seed)
     history = {"step": [], **{name: [] for name in HISTORY}}
@@ -221,8 +252,9 @@ class Run(NamedTuple):
 
 
 def train_runs(runs: Sequence[Run], steps: int = 1000, lr: float = 0.01, momentum: float = 0.9,
-               weight_decay: float = 0.0, batch_size: int = 128, hidden: int = 64) -> list[nn.Sequential]:
-    """Train one ``mlp(hidden, run.seed)`` per run, all at once.
+               weight_decay: float = 0.0, batch_size: int = 128, hidden: int = 64,
+               bound: float | None = None) -> list[nn.Sequential]:
+    """Train one ``mlp(hidden, run.seed, bound)`` per run, all at once.
 
     Each run starts from ``mlp(hidden, run.seed)`` and draws its mini-batches
     from its own data exactly as `train` draws them (`_batches`: a seeded
@@ -235,11 +267,12 @@ def train_runs(runs: Sequence[Run], steps: int = 1000, lr: float = 0.01, momentu
     acts elementwise, so each update is the one the model would get alone.
     Runs that share their data and seed share each batch's gather.
 
-    ``hidden=0`` trains linear models (`mlp`).
+    ``hidden=0`` trains linear models, ``bound`` models whose last layer is
+    `Bounded` (`mlp`).
 
     Returns K independent trained copies of the MLP.
     """
-    return _train_runs(runs, steps, lr, momentum, weight_decay, batch_size, hidden)[0]
+    return _train_runs(runs, steps, lr, momentum, weight_decay, batch_size, hidden, bound)[0]
 
 
 def label_probabilities(runs: Sequence[Run], record_at: Sequence[int], steps: int | None = None,
@@ -266,7 +299,7 @@ def label_probabilities(runs: Sequence[Run], record_at: Sequence[int], steps: in
 
 
 def _train_runs(runs, steps=1000, lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=128, hidden=64,
-                record_at=()):
+                bound=None, record_at=()):
     """`train_runs`, and the probabilities `label_probabilities` records:
     ``(models, {step: [K, N] float64})``."""
     runs = [Run(*run) for run in runs]
@@ -287,17 +320,18 @@ def _train_runs(runs, steps=1000, lr=0.01, momentum=0.9, weight_decay=0.0, batch
     run_stream = torch.tensor([seeds.index(run.seed) for run in runs])
     shared = len(datasets) == 1 and len(seeds) == 1
 
-    models = [mlp(hidden, run.seed) for run in runs]
+    models = [mlp(hidden, run.seed, bound) for run in runs]
+    bound = _check_bound(bound)
     # The K MLPs' parameters stacked along a first dimension, and the K
     # forward passes as batched matrix products (faster than vmap here).
     params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_()
               for name, _ in models[0].named_parameters()}
 
     def forward(inputs):  # [B, 64] (shared) or [K, B, 64] -> [K, B, 10]
-        first = torch.matmul(inputs, params["0.weight"].mT) + params["0.bias"][:, None]
-        if hidden == 0:
-            return first
-        return torch.matmul(torch.relu(first), params["2.weight"].mT) + params["2.bias"][:, None]
+        logits = torch.matmul(inputs, params["0.weight"].mT) + params["0.bias"][:, None]
+        if hidden != 0:
+            logits = torch.matmul(torch.relu(logits), params["2.weight"].mT) + params["2.bias"][:, None]
+        return logits if bound is None else bound * torch.tanh(logits / bound)  # Bounded
 
     record_at, records = set(record_at), {}
 

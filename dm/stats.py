@@ -10,10 +10,13 @@ per-seed differences between two methods that share each seed's data,
 initialisation and batches, with its standard error, and `mean_se` the same
 for one set of numbers. `Estimate.t` is the mean in standard errors.
 
-The chapters state a difference as shown only where ``t`` is well above 2
-on the machine that built the page (about 3.5 or more), and assert
-``t > 2``, so that another CPU's rounding cannot cross the line while the
-sentence stands; a difference they call unresolved has ``|t|`` well below 2.
+The book's evidence rule (:ref:`evidence-rule`, the page "The evidence
+rule") says how ``t`` is used: a difference is stated where ``|t|`` is about
+3.5 or more on the machine that built the page, and asserted as ``t > 2``
+(or ``t < -2``), so that another CPU's rounding cannot cross the line while
+the sentence stands; a smaller ``|t|`` is reported with its number and no
+verdict (between 2 and about 3.5, as leaning one way), and no chapter or
+test asserts an absence (``|t| < 2``).
 """
 
 from __future__ import annotations

@@ -58,3 +58,32 @@ def test_label_probabilities_are_the_models_p_of_the_noisy_labels(noisy):
         torch.testing.assert_close(p[1, k], at_ten, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="record_at"):
         digits.label_probabilities(runs, record_at=(5, 40), steps=30)
+
+
+def test_bound_adds_a_non_linear_last_layer_and_changes_no_initialisation(noisy):
+    for hidden in (64, 0):
+        plain, bounded = digits.mlp(hidden, seed=2), digits.mlp(hidden, seed=2, bound=5.0)
+        assert isinstance(bounded[-1], digits.Bounded) and not isinstance(plain[-1], digits.Bounded)
+        for (name, a), (other, b) in zip(plain.named_parameters(), bounded.named_parameters()):
+            assert name == other
+            torch.testing.assert_close(a, b)
+        z = plain(noisy.x_test)
+        torch.testing.assert_close(bounded(noisy.x_test), 5 * torch.tanh(z / 5))
+    for bad in (0, -1.0, float("inf"), True, "5"):
+        with pytest.raises(ValueError, match="bound"):
+            digits.mlp(64, bound=bad)
+
+
+def test_train_runs_trains_bounded_models_as_train_does(noisy):
+    settings = [Setting("CCE"), Setting("DM", lam=0.5, beta=8.0)]
+    runs = [digits.Run(s.make(), noisy.x_train, noisy.y_train, 4) for s in settings]
+    together = digits.train_runs(runs, steps=100, lr=0.05, bound=2.0)
+    for setting, model in zip(settings, together):
+        assert isinstance(model[-1], digits.Bounded)
+        logits = model(noisy.x_test)
+        assert float(logits.abs().max()) <= 2.0  # tanh rounds to 1 in float32 when saturated
+        alone = digits.train(setting.make(), noisy, steps=100, lr=0.05, bound=2.0, seed=4, record_every=100)["model"]
+        torch.testing.assert_close(logits, alone(noisy.x_test), rtol=1e-4, atol=1e-4)
+    # the bound changes training: the same runs without it end elsewhere
+    unbounded = digits.train_runs(runs, steps=100, lr=0.05)
+    assert not torch.allclose(unbounded[0](noisy.x_test), together[0](noisy.x_test), atol=1e-2)
