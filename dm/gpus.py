@@ -36,17 +36,19 @@ from . import resnet
 __all__ = ["PEAK_TFLOPS", "BANDWIDTH_GBS", "MEMORY_GIB", "H200", "step_flops", "h200_hours",
            "estimate_hours", "activation_bytes", "training_memory", "max_pack"]
 
-# Dense (no sparsity) 16-bit tensor-core peaks, TFLOP/s, from the vendor's
-# datasheets: bf16 (fp16 on the T4, which has no bf16). The same figures as
-# benchmarks/train_step.py's PEAK_TFLOPS.
+#: Dense (no sparsity) 16-bit tensor-core peaks in TFLOP/s, from the vendors'
+#: datasheets, in bf16 (fp16 on the T4, which has no bf16); the same figures
+#: as benchmarks/train_step.py's PEAK_TFLOPS.
 PEAK_TFLOPS = {"H200": 989.0, "A100": 312.0, "L4": 121.0, "T4": 65.0}
-# Memory bandwidth, GB/s, vendor datasheets (A100: the 40 GB card Colab offers).
+#: Memory bandwidth in GB/s, from the vendors' datasheets (for the A100, the
+#: 40 GB card Colab offers).
 BANDWIDTH_GBS = {"H200": 4800.0, "A100": 1555.0, "L4": 300.0, "T4": 320.0}
-# Memory of the cards Colab offers, GiB, as Colab reports them (nvidia-smi:
-# T4 15360 MiB, L4 23034 MiB, A100 40960 MiB).
+#: Memory of the cards Colab offers in GiB, nvidia-smi's totals as Colab users
+#: report them (T4 15360 MiB, L4 23034 MiB, A100 40 GB 40960 MiB), not read on
+#: those cards by this project.
 MEMORY_GIB = {"T4": 15.0, "L4": 22.5, "A100": 40.0}
 
-# Measured on the H200, with the file that holds each figure.
+#: Measured on the H200, with the file that holds each figure.
 H200 = {
     # benchmarks/measured/train_step-h200.txt, part 3: one packed training
     # step (forward, loss, backward, SGD) of K ResNet-44 runs, eager, batch 256.
