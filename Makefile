@@ -11,7 +11,15 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize
 
 .PHONY: book test browser-deps venv execute sync-colab clean
 
-venv: $(READY)
+# The kernels' IPython configuration (scripts/ipython_kernel_config.py: it drops
+# ipykernel's "running over TCP without encryption" warning, printed once per
+# notebook otherwise), where the venv's kernels read it.
+KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
+
+venv: $(READY) $(KERNEL_CONFIG)
+
+$(KERNEL_CONFIG): scripts/ipython_kernel_config.py $(READY)
+	mkdir -p $(dir $@) && cp $< $@
 
 # --clear: an old venv may hold a CPU-only torch that would satisfy the pin.
 # PIP_FIND_LINKS=" ": take torch from the registry, not a local CPU wheel
@@ -24,7 +32,7 @@ $(READY): requirements.txt pyproject.toml
 
 # Build the HTML book (re-executing the derivation chapters) into _build/html.
 # Warnings are errors: a chapter that fails to execute fails the build.
-book: $(READY)
+book: $(READY) $(KERNEL_CONFIG)
 	@$(BUILD) || { cat _build/html/reports/*.log 2>/dev/null; exit 1; }
 	@echo "Book: _build/html/index.html"
 
@@ -59,7 +67,7 @@ TRAINING := tests/test_training.py tests/test_ddp_training.py notebooks/05_objec
 STORED_CONFIG := _build/stored-outputs-config.yml
 SECOND_PASS_LOG := _build/second-pass.log
 MATHJAX := _build/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
-test: $(READY) browser-deps
+test: $(READY) $(KERNEL_CONFIG) browser-deps
 	@mkdir -p _build; \
 	ATEN_CPU_CAPABILITY=default $(TEST_ENV) $(PY) -m pytest $(TRAINING) $(NBVAL) -p no:cacheprovider \
 	  > $(SECOND_PASS_LOG) 2>&1 & second=$$!; \
@@ -89,7 +97,7 @@ $(MATHJAX):
 	npm install --prefix _build/mathjax --no-audit --no-fund mathjax@3
 
 # Re-execute notebooks and store their outputs: make execute NB=notebooks/01_softmax.ipynb
-execute: $(READY)
+execute: $(READY) $(KERNEL_CONFIG)
 	$(PY) scripts/notebooks.py execute $(NB)
 
 # Rewrite every notebook's Colab setup cell from the repository URL in _config.yml.

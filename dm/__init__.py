@@ -18,8 +18,12 @@
   cached on disk.
 - `dm.sentiment`: the paper's IMDB experiment (Table 5); also a command line
   (``python -m dm.sentiment --help``).
+- `dm.gpus`: what a full CIFAR run would cost on a GPU never used (a T4, an
+  L4, an A100): estimates scaled from the H200 measurements, and the memory
+  of a pack counted from the model.
 - `dm.runs`: what the experiments share: run folders, seeding, the
-  checkpointed training loop, the notebooks' `DM_MODE` switch.
+  checkpointed training loop, the notebooks' `DM_MODE` switch, and
+  ``python -m dm.runs collect-results`` (finished runs into ``results/``).
 - `dm.paper`: the paper's tables (one data file) beside our results.
 - `dm.authors`: the DM authors' own run logs (Table 1 reports each run's best
   accuracy; the betas of its DM cells).

@@ -32,6 +32,7 @@ Command line (one run per process, so sweeps run on any scheduler)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -350,7 +351,9 @@ def autocast(device: torch.device, precision: str):
     """The autocast context of ``precision`` on ``device`` (a no-op for
     "fp32"): what the trainer, its evaluator and the benchmark run under."""
     dtype = AUTOCAST_DTYPES.get(precision)
-    return torch.autocast(device.type, dtype or torch.float32, enabled=dtype is not None)
+    if dtype is None:  # torch 2.0 refuses autocast(..., torch.float32), even disabled
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype)
 
 
 class _Inputs:
@@ -899,7 +902,9 @@ def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None,
     full: needs a CUDA GPU (a clear error otherwise). ``runs_dir`` defaults
     to ``runs/<name>``; on Colab with ``use_drive`` it is on Google Drive
     (``MyDrive/dm-runs/<name>``, mounted here) so a recycled machine loses
-    nothing. The data set is downloaded into ``data_root`` on first use.
+    nothing. The data set is downloaded into ``data_root`` on first use;
+    on Colab with ``use_drive`` that defaults to ``MyDrive/dm-data``, so after
+    a disconnect neither the runs nor the data are fetched again.
 
     smoke: the CPU with one thread (fastest for tiny tensors, and robust on
     a busy machine); a data set fabricated by `dm.cifar.fabricate` in a fresh
@@ -918,6 +923,8 @@ def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None,
                 "the environment variable DM_MODE=smoke.")
         if runs_dir is None and use_drive:
             runs_dir = runs.drive_folder(name)  # None off Colab
+        if data_root is None and use_drive:
+            data_root = runs.drive_data_root()  # None off Colab: $DM_DATA or ~/.cache/dm
         data = cifar.load(base.dataset, data_root, download=True)
         options = dict(compile=compile, precision=precision, progress=True, eval_train=eval_train)
         return NotebookSetup(mode, data, base, Path(runs_dir or f"runs/{name}"), options)

@@ -43,7 +43,7 @@ from .packed import join_states, split_state
 
 __all__ = [
     "seed_at", "epoch_batches", "short_hash", "method_tag", "changes_tag", "atomic_write", "load_result", "resolve_device", "hardware",
-    "synchronize", "default_root", "md5", "drive_folder", "smoke_scratch", "Trained", "checkpoint_iteration", "train", "train_pack", "source_sha256", "provenance", "timing", "finish", "run_all", "mode", "mode_banner", "describe_runs",
+    "synchronize", "default_root", "md5", "drive_folder", "drive_data_root", "collect_results", "smoke_scratch", "Trained", "checkpoint_iteration", "train", "train_pack", "source_sha256", "provenance", "timing", "finish", "run_all", "mode", "mode_banner", "describe_runs",
 ]
 
 
@@ -515,6 +515,43 @@ def drive_folder(name: str) -> Optional[Path]:
     return Path("/content/drive/MyDrive/dm-runs") / name
 
 
+def drive_data_root() -> Optional[Path]:
+    """On Colab: Google Drive mounted, and ``MyDrive/dm-data``, where the
+    notebooks keep their downloaded data sets when they keep their runs on
+    Drive, so a new virtual machine after a disconnect downloads nothing
+    again; elsewhere None."""
+    folder = drive_folder("")
+    return None if folder is None else folder.parent / "dm-data"
+
+
+def collect_results(runs_dir, results_dir="results", experiment: Optional[str] = None,
+                    full_only: bool = True) -> list:
+    """Copy every ``<runs_dir>/<run name>/result.json`` to
+    ``<results_dir>/<experiment>/<run name>/result.json``, the layout the
+    results page reads (``results/README.md``), and return the paths
+    written. ``experiment`` defaults to the runs folder's own name (the
+    notebooks' ``cifar100_table1``, ``cifar10_resnet56``, ``imdb``). Only the
+    result files are copied (no weights, no checkpoints); with
+    ``full_only``, a smoke-mode result is skipped (the page would list it as
+    left out). A run not finished has no result.json and is not copied."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"no runs folder {runs_dir}")
+    experiment = experiment or runs_dir.resolve().name
+    written = []
+    for source in sorted(runs_dir.glob("*/result.json")):
+        result = json.loads(source.read_text(encoding="utf-8"))
+        if full_only and result.get("mode") != "full":
+            print(f"skipped (mode {result.get('mode')!r}, not 'full'): {source}")
+            continue
+        target = Path(results_dir) / experiment / source.parent.name / "result.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+        written.append(target)
+    print(f"copied {len(written)} result.json files from {runs_dir} to {Path(results_dir) / experiment}")
+    return written
+
+
 def smoke_scratch() -> Path:
     """What a smoke-mode notebook runs in: one torch thread (fastest for tiny
     tensors, and robust on a busy machine) and a fresh temporary folder for
@@ -565,3 +602,26 @@ def describe_runs(results, mode: str) -> str:
         lines.append(f"compiled: {sorted({r['compiled'] for r in results})}, "
                      f"precision: {sorted({r.get('precision', 'n/r') for r in results})}")
     return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    """``python -m dm.runs collect-results RUNS_DIR [--results results]
+    [--experiment NAME] [--all]``: `collect_results` from the command line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dm.runs")
+    commands = parser.add_subparsers(dest="command", required=True)
+    collect = commands.add_parser(
+        "collect-results", help="copy every RUNS_DIR/<run>/result.json into RESULTS/<experiment>/<run>/")
+    collect.add_argument("runs_dir", help="a notebook's RUNS_DIR, e.g. runs/cifar100_table1 or, "
+                                          "from Google Drive, .../MyDrive/dm-runs/cifar100_table1")
+    collect.add_argument("--results", default="results", help="the book's results folder (default: results)")
+    collect.add_argument("--experiment", default=None,
+                         help="the experiment's folder name (default: RUNS_DIR's own name)")
+    collect.add_argument("--all", action="store_true", help="copy smoke-mode results too")
+    args = parser.parse_args(argv)
+    collect_results(args.runs_dir, args.results, args.experiment, full_only=not args.all)
+
+
+if __name__ == "__main__":
+    main()

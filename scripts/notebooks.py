@@ -79,20 +79,58 @@ def pip_requirement(url: str, extras=()) -> str:
     return f"{package} @ git+{url}"
 
 
+# Where the placeholder cell's message suggests putting a clone on Colab.
+CLONE = "/content/dm-book"
+
+
+def is_placeholder(url: str) -> bool:
+    """Whether ``url`` names the placeholder owner (no public repository yet)."""
+    match = GITHUB_URL.fullmatch(url.rstrip("/"))
+    return match is not None and match["owner"].upper() == PLACEHOLDER_OWNER
+
+
 def colab_cell_source(path=None, url=None) -> str:
     """The setup cell of the notebook at ``path``: installs `dm` (with the
     extra the notebook needs, if any) from the repository, on Colab only.
-    ``url``: the repository; by default the one in `_config.yml`."""
+    ``url``: the repository; by default the one in `_config.yml`.
+
+    pip runs as a subprocess with ``check=True``, so a failed install stops
+    "Run all" at this cell (a failing ``%pip`` does not; the first error
+    would be a ModuleNotFoundError cells later). While ``url`` is the
+    placeholder, the cell installs nothing: it stops with an error saying
+    what to set, unless the distribution is installed already (from a clone)."""
     stem = Path(path).stem if path is not None else ""
     extras = [extra for fragment, extra in EXTRAS.items() if fragment in stem]
-    requirement = pip_requirement(repository_url() if url is None else url, extras)
-    return (
+    url = repository_url() if url is None else url
+    requirement = pip_requirement(url, extras)
+    head = (
         f"# Setup. On Colab this installs the `dm` package ({DISTRIBUTION}) from the\n"
         "# book's repository; elsewhere `make book` / `make test` have installed it already.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "{requirement}"'
+    )
+    if is_placeholder(url):
+        clone = CLONE + (f"[{','.join(extras)}]" if extras else "")
+        return head + (
+            "    from importlib import metadata\n"
+            "\n"
+            "    try:  # installed from a clone in this session: nothing to do\n"
+            f'        metadata.version("{DISTRIBUTION}")\n'
+            "    except metadata.PackageNotFoundError:\n"
+            "        raise RuntimeError(\n"
+            f'            "This copy of the book names no repository to install dm from: {url} "\n'
+            "            \"is the placeholder in repository.url in _config.yml. Either set repository.url \"\n"
+            "            \"to the book's GitHub URL and run `make sync-colab` (it rewrites this cell in \"\n"
+            "            \"every notebook), then open the notebook from that repository; or install from \"\n"
+            f'            "a clone in a cell above this one: upload or clone the repository to {CLONE} "\n'
+            f"            \"and run `%pip install -e '{clone}'`, then run all again.\") from None"
+        )
+    return head + (
+        "    import subprocess\n"
+        "\n"
+        "    # check=True: a failed install stops Run all here.\n"
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{requirement}"], check=True)'
     )
 
 

@@ -374,6 +374,24 @@ def test_notebook_setup_full_mode_needs_a_gpu():
         ex.notebook_setup(ex.PAPER_CIFAR100, "t", "fast")
 
 
+@pytest.mark.parametrize("use_drive", [True, False])
+def test_notebook_setup_full_mode_keeps_runs_and_data_on_drive_on_colab(monkeypatch, tmp_path, use_drive):
+    """On Colab with use_drive, the runs go to MyDrive/dm-runs/<name> and the
+    data set to MyDrive/dm-data, so a new machine downloads nothing again."""
+    drive = tmp_path / "drive" / "MyDrive"
+    monkeypatch.setattr(dm_runs, "drive_folder", lambda name: drive / "dm-runs" / name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    loaded = []
+    monkeypatch.setattr(cifar, "load", lambda name, root, download=False: loaded.append(root) or "data")
+    setup = ex.notebook_setup(ex.PAPER_CIFAR100, "cifar100_table1", "full", use_drive=use_drive)
+    if use_drive:
+        assert setup.runs_dir == drive / "dm-runs" / "cifar100_table1" and loaded == [drive / "dm-data"]
+    else:
+        assert setup.runs_dir == Path("runs/cifar100_table1") and loaded == [None]
+    ex.notebook_setup(ex.PAPER_CIFAR100, "t", "full", data_root=tmp_path / "mine")
+    assert loaded[-1] == tmp_path / "mine"  # a DATA_ROOT given is kept
+
+
 def test_banner_and_description(data, tmp_path):
     assert "NOT a reproduction" in dm_runs.mode_banner("smoke", 3, "CIFAR-10")
     assert dm_runs.mode_banner("full", 3, "CIFAR-10") == "MODE: full. 3 runs with the paper's settings on the real CIFAR-10."

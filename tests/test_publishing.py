@@ -250,10 +250,87 @@ def test_distribution_is_derivative_manipulation_imported_as_dm_with_its_data():
                                                ("10_imdb_table5", "derivative-manipulation[imdb]")])
 def test_colab_cell_installs_the_distribution_by_name_and_never_torch(stem, requirement):
     source = tools.colab_cell_source(ROOT / "notebooks" / f"{stem}.ipynb", REAL)
-    assert f'%pip install -q "{requirement} @ git+{REAL}"' in source
+    assert f'"-m", "pip", "install", "-q", "{requirement} @ git+{REAL}"], check=True)' in source
     assert "torch" not in source
-    assert tools.colab_cell_source(ROOT / "notebooks" / f"{stem}.ipynb").endswith(
-        f'"{requirement} @ git+{tools.repository_url()}"')
+    placeholder = tools.colab_cell_source(ROOT / "notebooks" / f"{stem}.ipynb", PLACEHOLDER)
+    assert "torch" not in placeholder and "git+" not in placeholder
+    assert f"-e '/content/dm-book{requirement[len('derivative-manipulation'):]}'" in placeholder
+
+
+class FakeColab:
+    """Runs a setup cell's source as Colab would: `google.colab` imported,
+    pip's subprocess recorded instead of run, and the distribution installed
+    or not (``installed``)."""
+
+    def __init__(self, monkeypatch, installed=False, pip_fails=False):
+        import importlib.metadata
+        import types
+
+        self.pip_calls = []
+        monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+
+        def version(name):
+            if name == tools.DISTRIBUTION and installed:
+                return "0.1.0"
+            raise importlib.metadata.PackageNotFoundError(name)
+
+        def run(args, check=False, **kwargs):
+            self.pip_calls.append(args)
+            if pip_fails and check:
+                raise subprocess.CalledProcessError(1, args)
+            return subprocess.CompletedProcess(args, 1 if pip_fails else 0)
+
+        monkeypatch.setattr(importlib.metadata, "version", version)
+        monkeypatch.setattr(subprocess, "run", run)
+
+    def run_cell(self, source):
+        exec(compile(source, "<setup cell>", "exec"), {"__name__": "__main__"})
+
+
+@pytest.mark.parametrize("stem", ["08_cifar100_table1", "10_imdb_table5"])
+def test_placeholder_setup_cell_stops_on_colab_saying_what_to_set(monkeypatch, stem):
+    colab = FakeColab(monkeypatch)
+    source = tools.colab_cell_source(ROOT / "notebooks" / f"{stem}.ipynb", PLACEHOLDER)
+    with pytest.raises(RuntimeError) as raised:
+        colab.run_cell(source)
+    message = str(raised.value)
+    for needed in ("repository.url", "_config.yml", "make sync-colab", PLACEHOLDER, "%pip install -e"):
+        assert needed in message, needed
+    assert colab.pip_calls == []
+
+
+def test_placeholder_setup_cell_passes_once_installed_from_a_clone(monkeypatch):
+    colab = FakeColab(monkeypatch, installed=True)
+    colab.run_cell(tools.colab_cell_source(ROOT / "notebooks" / "08_cifar100_table1.ipynb", PLACEHOLDER))
+    assert colab.pip_calls == []
+
+
+def test_setup_cell_with_a_real_url_runs_pip_and_stops_when_it_fails(monkeypatch):
+    source = tools.colab_cell_source(ROOT / "notebooks" / "10_imdb_table5.ipynb", REAL)
+    colab = FakeColab(monkeypatch)
+    colab.run_cell(source)
+    assert colab.pip_calls == [[sys.executable, "-m", "pip", "install", "-q",
+                                f"derivative-manipulation[imdb] @ git+{REAL}"]]
+    failing = FakeColab(monkeypatch, pip_fails=True)
+    with pytest.raises(subprocess.CalledProcessError):  # stops Run all here, not cells later
+        failing.run_cell(source)
+
+
+def test_setup_cell_does_nothing_off_colab(monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
+    for url in (PLACEHOLDER, REAL):
+        exec(tools.colab_cell_source(ROOT / "notebooks" / "08_cifar100_table1.ipynb", url), {})
+    assert calls == []
+
+
+def test_the_notebooks_setup_cells_are_the_placeholder_cell_while_the_url_is_the_placeholder():
+    for path in tools.NOTEBOOKS:
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert first.source == tools.colab_cell_source(path)
+        assert ("raise RuntimeError" in first.source) == tools.is_placeholder(tools.repository_url())
 
 
 def install_instructions():
@@ -276,7 +353,7 @@ def test_every_install_instruction_names_the_distribution_or_a_clone():
             assert what in {"pyyaml", "nbformat"}, what
             continue
         if path == Path("scripts/notebooks.py"):  # the Colab cell's template, tested above
-            assert what in {"{requirement}", "{pip_requirement(url)}"}, what
+            assert what in {"{pip_requirement(url)}", "{clone}"}, what
             continue
         assert what.startswith(("derivative-manipulation", ".")), f"{path}: pip install {what}"
         assert not re.fullmatch(r"dm(\[.*\])?(@.*)?", what), f"{path} installs PyPI's dm"

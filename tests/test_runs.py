@@ -157,3 +157,37 @@ def test_data_folder_and_md5(tmp_path, monkeypatch):
     path.write_bytes(bytes(range(256)) * 5000)  # more than one 1 MiB block
     assert runs.md5(path) == hashlib.md5(path.read_bytes()).hexdigest()
     assert runs.drive_folder("table1") is None  # not on Colab: no Drive
+
+
+def test_collect_results_copies_full_results_into_the_results_layout(tmp_path, capsys):
+    runs_dir = tmp_path / "drive" / "cifar100_table1"
+    for name, mode in (("run_a", "full"), ("run_b", "full"), ("run_c", "smoke")):
+        (runs_dir / name).mkdir(parents=True)
+        (runs_dir / name / "result.json").write_text(json.dumps({"mode": mode, "config": {"n": name}}))
+        (runs_dir / name / "model.pt").write_bytes(b"weights")
+    (runs_dir / "unfinished").mkdir()
+    (runs_dir / "unfinished" / "checkpoint.pt").write_bytes(b"x")
+    written = runs.collect_results(runs_dir, tmp_path / "results")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "results/cifar100_table1/run_a/result.json", "results/cifar100_table1/run_b/result.json"]
+    assert written[0].read_bytes() == (runs_dir / "run_a" / "result.json").read_bytes()
+    assert not list((tmp_path / "results").rglob("*.pt"))
+    assert "skipped (mode 'smoke'" in capsys.readouterr().out
+    from dm.paper import load_results
+    assert {r["config"]["n"] for r in load_results(tmp_path / "results")} == {"run_a", "run_b"}
+
+
+def test_collect_results_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    runs_dir = tmp_path / "imdb"
+    (runs_dir / "r").mkdir(parents=True)
+    (runs_dir / "r" / "result.json").write_text(json.dumps({"mode": "smoke", "config": {}}))
+    done = subprocess.run([sys.executable, "-m", "dm.runs", "collect-results", str(runs_dir),
+                           "--results", str(tmp_path / "out"), "--all"],
+                          capture_output=True, text=True, check=True)
+    assert (tmp_path / "out" / "imdb" / "r" / "result.json").is_file(), done.stdout
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run([sys.executable, "-m", "dm.runs", "collect-results", str(tmp_path / "none")],
+                       capture_output=True, check=True)
