@@ -389,7 +389,7 @@ def notebook_setup(mode: Optional[str] = None, *, runs_dir=None, use_drive: bool
     """The set-up of the IMDB notebook, for ``mode`` (default `dm.runs.mode`).
 
     full: the real archive (downloaded into ``data_root`` on first use,
-    checksum verified) and its paragraph vectors (trained once, cached in
+    checksum verified; on Colab with ``use_drive``, ``MyDrive/dm-data``) and its paragraph vectors (trained once, cached in
     ``vectors_dir``); the paper's settings changed by ``overrides``. On Colab
     with ``use_drive`` the runs and the vectors go to Google Drive
     (``MyDrive/dm-runs/imdb``), so a recycled machine loses neither. A CPU is
@@ -407,6 +407,8 @@ def notebook_setup(mode: Optional[str] = None, *, runs_dir=None, use_drive: bool
         drive = runs.drive_folder("imdb") if runs_dir is None and use_drive else None  # None off Colab
         if drive is not None:
             runs_dir, vectors_dir = drive, vectors_dir or drive / "paragraph-vectors"
+        if data_root is None and use_drive:
+            data_root = runs.drive_data_root()  # None off Colab: $DM_DATA or ~/.cache/dm
         reviews = imdb.load(data_root, download=True)
         features = paragraph_vectors.paragraph_vectors(reviews, cache_dir=vectors_dir, workers=workers)
         options = dict(device=device, progress=True)
@@ -460,30 +462,29 @@ def _table5_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", default=None, help="archive folder (default: $DM_DATA or ~/.cache/dm)")
     parser.add_argument("--vectors-dir", default=None, help="paragraph-vector cache folder")
     parser.add_argument("--workers", type=int, default=1, help="processes to share the runs out to")
-    parser.add_argument("--results-dir", default=None,
-                        help="copy each finished run's result.json to RESULTS_DIR/<run name>/ "
-                             "(the book's results/imdb)")
     return parser
 
 
 def table5_main(argv) -> int:
-    """``python -m dm.sentiment table5 ...`` (see `_table5_parser`)."""
-    import shutil
-
+    """``python -m dm.sentiment table5 ...`` (see `_table5_parser`). Also
+    writes ``<runs_dir>/paragraph_vectors.json``: the vectors' record (data,
+    settings, gensim's time per epoch, hardware) and iclr15's check of them
+    (`paragraph_vectors.logistic_regression_accuracy`). ``python -m dm.runs
+    collect-results RUNS_DIR`` then copies the runs into the book's ``results/``."""
     args = _table5_parser().parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = None if args.rows is None else [r.strip() for r in args.rows.split(",")]
     reviews = imdb.load(args.data_root)
     features = paragraph_vectors.paragraph_vectors(reviews, cache_dir=args.vectors_dir)
+    record = dict(features.meta, key=features.key, logistic_regression_accuracy=(
+        paragraph_vectors.logistic_regression_accuracy(features, reviews)))
+    Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
+    runs.atomic_write(Path(args.runs_dir) / "paragraph_vectors.json",
+                      lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+    print(f"paragraph vectors {features.key}: logistic regression {record['logistic_regression_accuracy']:.4f}")
     configs = table5_configs(features.key, PAPER_IMDB, rows, seeds)
     results = run_all(configs, args.runs_dir, dataset(reviews, features), report=False,
                       workers=args.workers, progress=False)
-    if args.results_dir is not None:
-        for config in configs.values():
-            target = Path(args.results_dir) / config.name() / "result.json"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(args.runs_dir) / config.name() / "result.json", target)
-        print(f"copied {len(configs)} result.json files to {args.results_dir}")
     print(f"{len(results)} runs of {len(configs) // len(seeds)} cells x {len(seeds)} seeds on "
           f"{reviews.identity()['description']}")
     return 0

@@ -26,7 +26,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["Estimate", "mean_se", "paired"]
+__all__ = ["Estimate", "mean_se", "paired", "reading", "STATE_T", "ASSERT_T"]
 
 
 class Estimate(NamedTuple):
@@ -64,3 +64,24 @@ def paired(a: Sequence[float], b: Sequence[float]) -> Estimate:
     if a.shape != b.shape:
         raise ValueError(f"a and b need one value per seed each, got shapes {a.shape} and {b.shape}")
     return mean_se(a - b)
+
+
+# The evidence rule's thresholds (book/evidence.md): a difference is stated
+# at |t| of about STATE_T or more, asserted at |t| > ASSERT_T, and in between
+# reported as leaning, without a verdict.
+STATE_T = 3.5
+ASSERT_T = 2.0
+
+
+def reading(estimate: Estimate) -> str:
+    """What the evidence rule lets a page say of ``estimate``: "ahead" or
+    "behind" (|t| >= `STATE_T`), "leaning ahead" or "leaning behind"
+    (`ASSERT_T` <= |t| < `STATE_T`), else "not resolved" (never "no
+    difference": a small |t| proves no absence)."""
+    t = estimate.t
+    side = "ahead" if t > 0 else "behind"
+    if abs(t) >= STATE_T:
+        return side
+    if abs(t) >= ASSERT_T:
+        return f"leaning {side}"
+    return "not resolved"

@@ -5,7 +5,8 @@ CIFAR pipeline of `dm.experiments` (loader, batched augmentation, trainer,
 evaluation, result.json) learns real images; it reproduces nothing of the
 paper. Chapter 9 shows the stored result.
 
-    python scripts/cifar10_jpeg_cpu.py --data-root DIR [--runs-dir D] [--results-dir results/cifar10_jpeg_cpu]
+    python scripts/cifar10_jpeg_cpu.py --data-root DIR [--runs-dir runs/cifar10_jpeg_cpu]
+    python -m dm.runs collect-results runs/cifar10_jpeg_cpu      # into results/cifar10_jpeg_cpu/
 
 DIR holds `cifar-10-batches-py/` as the project machines' converter writes it
 from the JPEG archive (`dm.cifar.load` recognises the copy by its content
@@ -13,9 +14,7 @@ digest). The run checkpoints every evaluation: rerunning the command resumes it.
 """
 
 import argparse
-import shutil
 import sys
-from pathlib import Path
 
 from dm import cifar, experiments
 
@@ -33,18 +32,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder holding cifar-10-batches-py/")
     parser.add_argument("--runs-dir", default="runs/cifar10_jpeg_cpu")
-    parser.add_argument("--results-dir", default=None, help="copy result.json to RESULTS_DIR/<run name>/")
     args = parser.parse_args(argv)
     data = cifar.load("cifar10", args.data_root)
     print(data.identity()["description"], flush=True)
     result = experiments.run(REDUCED, args.runs_dir, data, device="cpu", eval_train=False)
     print(f"final test accuracy {result['final_test_accuracy']:.4f}, "
           f"{result['wall_seconds'] / 60:.1f} min on {result['hardware']}")
-    if args.results_dir:
-        target = Path(args.results_dir) / REDUCED.name() / "result.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(args.runs_dir) / REDUCED.name() / "result.json", target)
-        print(f"stored {target}")
     return 0
 
 

@@ -22,7 +22,7 @@ LINK = re.compile(r"\{ref\}`(?:[^`<]*<)?evidence-rule>?`|\]\(#?evidence-rule\)")
 # Notebooks not yet held to the link check, each with its reason. The check still
 # runs on them, as a strict xfail: once one passes, the xfail fails, and its entry
 # must be dropped here.
-NOT_YET = {"10_imdb_table5.ipynb": "rewritten in issue 20"}
+NOT_YET: dict = {}
 
 
 def code_without_magics(source: str) -> str:

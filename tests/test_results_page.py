@@ -119,3 +119,46 @@ def test_a_file_that_is_no_result_raises_naming_it(tmp_path):
         paper.load_results(tmp_path)
     with pytest.raises(ValueError, match="table must be one of"):
         paper.results_markdown([], "table2")
+
+
+def _table5_results(accuracy, seeds=(1, 2, 3, 4, 5), recall_negative=0.5):
+    # Full results for every Table 5 cell and seed: accuracy(row, column, seed).
+    results = []
+    for (row, column, seed), config in sentiment.table5_configs("k" * 16, seeds=seeds).items():
+        results.append({"name": config.name(), "config": dataclasses.asdict(config), "mode": "full",
+                        "final_test_accuracy": accuracy(row, column, seed),
+                        "final_test_recall_negative": recall_negative if column != "MAE" else 0.0,
+                        "final_test_recall_positive": 1.0})
+    return results
+
+
+def test_table5_claims_are_paired_comparisons_with_their_reading():
+    """DM 2 points ahead of every method at r = 0 (seed noise 0.1 points):
+    "ahead"; at r = 0.4 GCE 1 point ahead of DM: DM "behind" its closest
+    competitor; the readings follow the evidence rule."""
+    def accuracy(row, column, seed):
+        wobble = 0.001 * ((seed * 7 + len(column)) % 3 - 1)
+        if row == "r = 0.4":
+            return {"GCE": 0.81, "DM": 0.80}.get(column, 0.70) + wobble
+        return (0.90 if column == "DM" else 0.88) + wobble
+
+    results = _table5_results(accuracy)
+    found = {(c.row, c.a, c.b): c for c in paper.table5_comparisons(results, "k" * 16)}
+    first = found["r = 0.0", "DM", next(b for r, a, b in found if r == "r = 0.0")]
+    assert first.reading == "ahead" and first.estimate.mean == pytest.approx(0.02, abs=0.002)
+    heavy = found["r = 0.4", "DM", "GCE"]
+    assert heavy.reading == "behind" and heavy.estimate.t < -3.5
+    assert found["r = 0.4", "DM", "CCE"].reading == "ahead"
+    assert ("P-N 50:1", "DM + class weights", "CCE + class weights") in found
+    text = paper.comparisons_markdown(found.values())
+    assert "| r = 0.4 | DM is the best of the nine | DM 86.4 against MAE 84.9" in text
+    assert "DM behind" in text
+    one_class = paper.one_class_models(results, "k" * 16)
+    assert one_class["P-N 50:1", "MAE"] == (5, 5) and one_class["P-N 50:1", "DM"] == (0, 5)
+
+
+def test_table5_claims_need_the_same_seeds_in_both_cells():
+    results = [r for r in _table5_results(lambda *_: 0.8)
+               if not (r["config"]["method"] == "CCE" and r["config"]["seed"] == 5)]
+    with pytest.raises(ValueError, match="need results for the same seeds"):
+        paper.table5_comparisons(results, "k" * 16)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dm import imdb, losses, paper, paragraph_vectors as pv, sentiment as st
+from dm import imdb, losses, paper, paragraph_vectors as pv, runs, sentiment as st
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM"]
@@ -250,14 +250,16 @@ def test_table5_cells_hold_every_seed(setup):
 
 def test_table5_command_runs_every_cell_and_seed(setup, tmp_path, monkeypatch):
     """``python -m dm.sentiment table5``: every cell once per seed, and the
-    results copied to a results folder (on a fabricated archive, few rows)."""
+    results collected into a results folder (on a fabricated archive, one row)."""
     reviews, features, data = setup
     monkeypatch.setattr(st.imdb, "load", lambda root: reviews)
     monkeypatch.setattr(st.paragraph_vectors, "paragraph_vectors", lambda reviews, cache_dir: features)
     monkeypatch.setattr(st, "PAPER_IMDB", st.smoke_config(st.PAPER_IMDB, 20))
-    assert st.main(["table5", "--seeds", "1,2", "--rows", "r = 0.4", "--runs-dir", str(tmp_path / "runs"),
-                    "--results-dir", str(tmp_path / "results")]) == 0
-    stored = paper.load_results(tmp_path / "results")
+    assert st.main(["table5", "--seeds", "1,2", "--rows", "r = 0.4", "--runs-dir", str(tmp_path / "imdb")]) == 0
+    record = json.loads((tmp_path / "imdb" / "paragraph_vectors.json").read_text())
+    assert record["key"] == features.key and 0 <= record["logistic_regression_accuracy"] <= 1
+    runs.collect_results(tmp_path / "imdb", tmp_path / "results", full_only=False)  # smoke: fabricated
+    stored = paper.load_results(tmp_path / "results" / "imdb")
     assert len(stored) == 9 * 2
     assert {(r["config"]["method"], r["config"]["seed"]) for r in stored} == {
         (m, s) for m in st.METHODS for s in (1, 2)}

@@ -39,3 +39,14 @@ def test_bad_input_is_named(values, message):
 def test_paired_needs_matching_seeds():
     with pytest.raises(ValueError, match="one value per seed each"):
         paired([0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+def test_reading_follows_the_evidence_rule():
+    from dm.stats import Estimate, reading
+
+    assert reading(Estimate(0.035, 0.01, 5)) == "ahead"          # t = 3.5
+    assert reading(Estimate(-0.05, 0.01, 5)) == "behind"
+    assert reading(Estimate(0.03, 0.01, 5)) == "leaning ahead"   # t = 3
+    assert reading(Estimate(-0.02, 0.01, 5)) == "leaning behind"  # t = -2
+    assert reading(Estimate(0.019, 0.01, 5)) == "not resolved"
+    assert reading(Estimate(0.0, 0.0, 5)) == "not resolved"
