@@ -77,7 +77,7 @@ class Cifar(NamedTuple):
 
 
 def content_digest(x_train, y_train, x_test, y_test) -> str:
-    """The content digest of a CIFAR data set: sha256 of the four lines
+    r"""The content digest of a CIFAR data set: sha256 of the four lines
     ``<part>\t<sha256 of its bytes>\n`` for ``train images``, ``train labels``,
     ``test images`` and ``test labels``, in that order; images as C-ordered
     uint8 ``[N, 3, 32, 32]``, labels as little-endian int64 ``[N]``. It does

@@ -162,7 +162,7 @@ _FABRICATED_MARK = "(FABRICATED by dm.imdb.fabricate"   # on the first line of `
 
 
 def reviews_digest(files) -> str:
-    """The content digest of a set of reviews: sha256 of the sorted lines
+    r"""The content digest of a set of reviews: sha256 of the sorted lines
     ``<path>\t<sha256 of the file's bytes>\n`` over every review's path
     (``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` and
     ``aclImdb/train/unsup/<id>_0.txt``). ``files``: {path: sha256 hex}. It

@@ -461,6 +461,7 @@ def _table5_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs-dir", default="runs/imdb", help="where run folders go (default: runs/imdb)")
     parser.add_argument("--data-root", default=None, help="archive folder (default: $DM_DATA or ~/.cache/dm)")
     parser.add_argument("--vectors-dir", default=None, help="paragraph-vector cache folder")
+    parser.add_argument("--download", action="store_true", help="download the archive if none is there")
     parser.add_argument("--workers", type=int, default=1, help="processes to share the runs out to")
     return parser
 
@@ -474,7 +475,7 @@ def table5_main(argv) -> int:
     args = _table5_parser().parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = None if args.rows is None else [r.strip() for r in args.rows.split(",")]
-    reviews = imdb.load(args.data_root)
+    reviews = imdb.load(args.data_root, download=args.download)
     features = paragraph_vectors.paragraph_vectors(reviews, cache_dir=args.vectors_dir)
     record = dict(features.meta, key=features.key, logistic_regression_accuracy=(
         paragraph_vectors.logistic_regression_accuracy(features, reviews)))

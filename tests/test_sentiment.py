@@ -252,7 +252,7 @@ def test_table5_command_runs_every_cell_and_seed(setup, tmp_path, monkeypatch):
     """``python -m dm.sentiment table5``: every cell once per seed, and the
     results collected into a results folder (on a fabricated archive, one row)."""
     reviews, features, data = setup
-    monkeypatch.setattr(st.imdb, "load", lambda root: reviews)
+    monkeypatch.setattr(st.imdb, "load", lambda root, download: reviews)
     monkeypatch.setattr(st.paragraph_vectors, "paragraph_vectors", lambda reviews, cache_dir: features)
     monkeypatch.setattr(st, "PAPER_IMDB", st.smoke_config(st.PAPER_IMDB, 20))
     assert st.main(["table5", "--seeds", "1,2", "--rows", "r = 0.4", "--runs-dir", str(tmp_path / "imdb")]) == 0
