@@ -438,15 +438,20 @@ def _parser() -> argparse.ArgumentParser:
             continue  # from the data
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(flag, type=type(field.default), default=field.default)
-    parser.add_argument("--runs-dir", default="runs/imdb", help="where run folders go (default: runs/imdb)")
-    parser.add_argument("--data-root", default=None, help="archive cache folder (default: $DM_DATA or ~/.cache/dm)")
-    parser.add_argument("--vectors-dir", default=None, help="paragraph-vector cache folder")
-    parser.add_argument("--download", action="store_true", help="download the archive if missing")
+    _data_arguments(parser)
     parser.add_argument("--fabricated", action="store_true",
                         help="use a tiny fabricated archive in aclImdb's layout (smoke checks)")
     parser.add_argument("--device", default=None, help="cpu (default), cuda, ...")
     parser.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    # Where the runs, the archive and the paragraph vectors are (both commands).
+    parser.add_argument("--runs-dir", default="runs/imdb", help="where run folders go (default: runs/imdb)")
+    parser.add_argument("--data-root", default=None, help="archive cache folder (default: $DM_DATA or ~/.cache/dm)")
+    parser.add_argument("--vectors-dir", default=None, help="paragraph-vector cache folder")
+    parser.add_argument("--download", action="store_true", help="download the archive if none is there")
 
 
 def _table5_parser() -> argparse.ArgumentParser:
@@ -458,10 +463,7 @@ def _table5_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default=",".join(map(str, TABLE5_SEEDS)),
                         help="comma-separated seeds (default: %(default)s)")
     parser.add_argument("--rows", default=None, help="comma-separated rows, e.g. 'r = 0.4,P-N 50:1'")
-    parser.add_argument("--runs-dir", default="runs/imdb", help="where run folders go (default: runs/imdb)")
-    parser.add_argument("--data-root", default=None, help="archive folder (default: $DM_DATA or ~/.cache/dm)")
-    parser.add_argument("--vectors-dir", default=None, help="paragraph-vector cache folder")
-    parser.add_argument("--download", action="store_true", help="download the archive if none is there")
+    _data_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, help="processes to share the runs out to")
     return parser
 
