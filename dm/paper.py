@@ -701,8 +701,26 @@ def results_markdown(results: Iterable[dict], table: str) -> str:
         parts += [_group_heading(group, count), render[table](group.results, group.base)]
         if table == "table5" and any(r["config"]["imbalance"] > 1 for r in group.results):
             parts.append(imbalance_markdown(group.results, group.label, group.base))
+        if table == "table5":
+            parts.append(_claims_markdown(group))
         parts.append(runs_markdown(group.results))
     return "\n\n".join(parts)
+
+
+def _claims_markdown(group: Group) -> str:
+    # Table 5's claims (`table5_comparisons`) under a Table 5 group's table,
+    # where every cell holds at least two seeds; else a line that says why not.
+    placed = table5_cells(group.results, group.label, group.base)
+    seeds = sorted({len(cell) for cell in placed.values()})
+    if seeds[0] < 2:
+        return (f"The paper's claims are not tested here: a paired comparison needs at least two seeds "
+                f"per cell, and some cells hold {seeds[0]}.")
+    try:
+        comparisons = table5_comparisons(group.results, group.label, group.base)
+    except ValueError as error:  # cells of one comparison hold different seeds
+        return f"The paper's claims are not tested here: {error}."
+    return ("The paper's claims as paired comparisons over the seeds (the evidence rule; chapter 10 "
+            "reads them):\n\n" + comparisons_markdown(comparisons))
 
 
 def left_out_markdown(results: Iterable[dict]) -> str:

@@ -162,3 +162,24 @@ def test_table5_claims_need_the_same_seeds_in_both_cells():
                if not (r["config"]["method"] == "CCE" and r["config"]["seed"] == 5)]
     with pytest.raises(ValueError, match="need results for the same seeds"):
         paper.table5_comparisons(results, "k" * 16)
+
+
+def test_the_results_page_tests_table5_claims_where_every_cell_has_seeds():
+    """Under Table 5 the results page gives the paper's claims as paired
+    comparisons once every cell holds two seeds or more, and says why not
+    where a cell holds one."""
+    def accuracy(row, column, seed):
+        return (0.90 if column == "DM" else 0.88) + 0.001 * ((seed * 7 + len(column)) % 3 - 1)
+
+    def page(results):
+        for r in results:
+            r.update(hardware="CPU (test)", wall_seconds=1.0, fabricated_data=False,
+                     final_test_balanced_accuracy=r["final_test_accuracy"])
+        return paper.results_markdown(results, "table5")
+
+    text = page(_table5_results(accuracy))
+    assert "The paper's claims as paired comparisons over the seeds" in text
+    assert "| r = 0.4 | DM is far ahead of CCE under heavy noise | DM 86.4 against CCE 75.5 | DM − CCE | +2.0 ±" in text
+    one_seed = page(_table5_results(accuracy, seeds=(1,)))
+    assert "not tested here: a paired comparison needs at least two seeds per cell, and some cells hold 1" in one_seed
+    assert "DM is far ahead" not in one_seed
