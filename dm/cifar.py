@@ -167,9 +167,9 @@ def load(name: str, root=None, download: bool = False, checksums: Optional[dict]
             train, test = _datasets(_torchvision_class(name, checksums), root, download)
         except RuntimeError as error:
             raise RuntimeError(_not_found(name, root, error)) from error
-        copy, digest = "fabricated", None
+        copy, digest, arrays = "fabricated", None, None
     else:
-        train, test, copy, digest = _official_or_copy(name, root, download)
+        train, test, copy, digest, arrays = _official_or_copy(name, root, download)
     if name == "cifar100":
         with open(root / train.base_folder / "train", "rb") as f:
             entry = pickle.load(f, encoding="latin1")
@@ -177,7 +177,7 @@ def load(name: str, root=None, download: bool = False, checksums: Optional[dict]
         table = np.asarray(noise.CIFAR100_FINE_TO_COARSE)
         if not np.array_equal(table[fine], coarse):
             raise RuntimeError("CIFAR-100's coarse labels disagree with dm.noise.CIFAR100_FINE_TO_COARSE")
-    x_train, y_train, x_test, y_test = _arrays(train, test)
+    x_train, y_train, x_test, y_test = arrays or _arrays(train, test)
     digest = digest or content_digest(x_train, y_train, x_test, y_test)
     return Cifar(name, x_train, y_train, x_test, y_test, tuple(train.classes),
                  fabricated=checksums is not None, copy=copy, digest=digest)
@@ -197,12 +197,14 @@ def _not_found(name: str, root: Path, error: Exception) -> str:
 
 
 def _official_or_copy(name: str, root: Path, download: bool):
-    """(train, test, copy, digest or None): the official files if their md5s
-    are right; else a known copy (`COPIES`) by its content; else, with
-    ``download``, the official files fetched anew. Anything else raises."""
+    """(train, test, copy, digest, arrays): the official files if their md5s
+    are right; else a known copy (`COPIES`) by its content, with the arrays
+    its digest was computed from (`_arrays`); else, with ``download``, the
+    official files fetched anew. Digest and arrays are None where not yet
+    computed. Anything else raises."""
     try:
         train, test = _datasets(_torchvision_class(name, None), root, False)
-        return train, test, "official", None
+        return train, test, "official", None, None
     except RuntimeError as error:
         missing = error
     try:   # not the official files: perhaps a known copy
@@ -211,13 +213,14 @@ def _official_or_copy(name: str, root: Path, download: bool):
         unreadable = True
     else:
         unreadable = False
-        digest = content_digest(*_arrays(train, test))
+        arrays = _arrays(train, test)
+        digest = content_digest(*arrays)
         copy = COPIES.get((name, digest))
         if copy is not None:
-            return train, test, copy, digest
+            return train, test, copy, digest, arrays
     if download:
         train, test = _datasets(_torchvision_class(name, None), root, True)
-        return train, test, "official", None
+        return train, test, "official", None, None
     if unreadable:
         raise RuntimeError(_not_found(name, root, missing)) from missing
     known = [f"{n}: {c} {d}" for (n, d), c in COPIES.items()]
