@@ -716,7 +716,7 @@ def _claims_markdown(group: Group) -> str:
         return (f"The paper's claims are not tested here: a paired comparison needs at least two seeds "
                 f"per cell, and some cells hold {seeds[0]}.")
     try:
-        comparisons = table5_comparisons(group.results, group.label, group.base)
+        comparisons = _comparisons(placed)
     except ValueError as error:  # cells of one comparison hold different seeds
         return f"The paper's claims are not tested here: {error}."
     return ("The paper's claims as paired comparisons over the seeds (the evidence rule; chapter 10 "
@@ -766,7 +766,11 @@ def table5_comparisons(results: Iterable[dict], features: str,
     against none for CCE, and DM with class weights against CCE with them.
     Each is a paired difference of final test accuracy over the seeds (the
     evidence rule, `dm.stats.reading`)."""
-    placed = table5_cells(results, features, base)
+    return _comparisons(table5_cells(results, features, base))
+
+
+def _comparisons(placed: dict) -> list:
+    # `table5_comparisons` on cells already placed (`table5_cells`).
     spec = table("table5")
     columns = spec["columns"]
     found = []
@@ -776,10 +780,11 @@ def table5_comparisons(results: Iterable[dict], features: str,
         paper_dm = values[columns.index("DM")]
         others = [m for m in columns if m != "DM"]
         best_other = max(others, key=lambda m: values[columns.index(m)])
-        closest = min(others, key=lambda m: _paired(placed, row, "DM", m, "final_test_accuracy").t)
+        against = {m: _paired(placed, row, "DM", m, "final_test_accuracy") for m in others}
+        closest = min(others, key=lambda m: against[m].t)
         paper_text = (f"DM {_paper5(paper_dm)} against {best_other} {_paper5(values[columns.index(best_other)])}, "
                       f"the best of the other eight")
-        estimate = _paired(placed, row, "DM", closest, "final_test_accuracy")
+        estimate = against[closest]
         found.append(Comparison(row, "DM is the best of the nine", paper_text, "DM", closest,
                                 "final_test_accuracy", estimate, stats.reading(estimate)))
         if row == "r = 0.4":
