@@ -1,4 +1,4 @@
-"""How long the IMDB experiment (chapter 10, `dm.sentiment`) takes, measured on
+"""How long the IMDB experiment (chapter 10, `dm.experiments.imdb`) takes, measured on
 data of the real shape, since the real reviews cannot be downloaded here.
 
     python benchmarks/imdb.py [--threads 1] [--workers N] [--quick]
@@ -7,14 +7,14 @@ data of the real shape, since the real reviews cannot be downloaded here.
    8-unit network) on 25,000 synthetic 100-dimensional vectors, for CCE, DM
    and DM with class weights: seconds per run, and the time of all 49 runs
    of Table 5 at that pace.
-2. gensim's training speed with iclr15's settings (`dm.paragraph_vectors.ICLR15`)
+2. gensim's training speed with iclr15's settings (`dm.data.paragraph_vectors.ICLR15`)
    on a synthetic corpus (Zipf-distributed words over a 100,000-word
    vocabulary, 270 words per review), in words per second, and the time that
    implies for 20 epochs over the real corpus. ``REAL_WORDS`` is an estimate
    of the real corpus's size (100,000 reviews of about 230 words, a little
    more after iclr15 splits off punctuation), not a count.
 3. Reading an archive with 100,000 reviews in aclImdb's layout
-   (`dm.imdb.fabricate`, shorter reviews than the real ones) with `dm.imdb.load`.
+   (`dm.data.imdb.fabricate`, shorter reviews than the real ones) with `dm.data.imdb.load`.
 
 ``--quick`` shrinks everything to a few seconds (a smoke check of the script).
 """
@@ -31,9 +31,10 @@ import time
 import numpy as np
 import torch
 
-import dm.imdb
-import dm.paragraph_vectors as pv
-import dm.sentiment as st
+import dm.data.imdb
+import dm.data.paragraph_vectors as pv
+import dm.experiments.imdb as st
+import dm.experiments.tables
 
 REAL_WORDS = 27e6  # estimated words in all 100,000 reviews after iclr15's normalisation
 
@@ -48,7 +49,7 @@ def run_times(iterations: int, n: int) -> dict:
     for label, (row, column) in {"CCE": ("r = 0.0", "CCE"), "DM (r = 0.4)": ("r = 0.4", "DM"),
                                  "DM + class weights (P-N 10:1)": ("P-N 10:1", "DM + class weights")}.items():
         with tempfile.TemporaryDirectory() as runs_dir:
-            result = st.run(st.table5_config(row, column, "synthetic", base), runs_dir, data, progress=False)
+            result = st.run(dm.experiments.tables.table5_config(row, column, "synthetic", base), runs_dir, data, progress=False)
         times[label] = result["wall_seconds"]
     return times
 
@@ -96,13 +97,13 @@ def main() -> None:
     print(f"  {speed:,.0f} words/s; {epochs} epochs over ~{REAL_WORDS / 1e6:.0f}M words (estimated size of "
           f"the real corpus): ~{epochs * REAL_WORDS / speed / 60:.0f} min")
 
-    print(f"3. dm.imdb.load of a fabricated archive with {reviews} reviews in aclImdb's layout")
+    print(f"3. dm.data.imdb.load of a fabricated archive with {reviews} reviews in aclImdb's layout")
     with tempfile.TemporaryDirectory() as root:
         split = reviews // 4
-        md5 = dm.imdb.fabricate(root, n_train=split, n_test=split, n_unsup=2 * split)
+        md5 = dm.data.imdb.fabricate(root, n_train=split, n_test=split, n_unsup=2 * split)
         t0 = time.perf_counter()
-        dm.imdb.load(root, md5=md5, progress=False)
-        print(f"  {time.perf_counter() - t0:.1f} s for {os.path.getsize(os.path.join(root, dm.imdb.ARCHIVE)) / 1e6:.0f} MB")
+        dm.data.imdb.load(root, md5=md5, progress=False)
+        print(f"  {time.perf_counter() - t0:.1f} s for {os.path.getsize(os.path.join(root, dm.data.imdb.ARCHIVE)) / 1e6:.0f} MB")
     print(f"total: {time.perf_counter() - start:.0f} s")
 
 

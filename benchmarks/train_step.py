@@ -4,29 +4,29 @@
                                     [--parts 1 2 3 4] [--compile]
 
 1. One training step (forward, loss, backward, SGD step; the trainer's own
-   precision, `dm.experiments.resolve_precision`: bfloat16 autocast where the
+   precision, `dm.training.step.resolve_precision`: bfloat16 autocast where the
    GPU has it natively, float16 autocast with a gradient scaler on other GPUs,
-   float32 on a CPU; channels-last with autocast, as `dm.experiments.run` does) of a CIFAR ResNet-44
+   float32 on a CPU; channels-last with autocast, as `dm.experiments.cifar.run` does) of a CIFAR ResNet-44
    with 100 classes on a synthetic batch of 256, with ``dm.DMLoss(0.5, 8)``,
    ``dm.CCE`` and ``torch.nn.functional.cross_entropy``. Milliseconds per step
    (median of interleaved repeats) and the ratio DM/CCE.
 2. Images per second of three ways to train the same model with CCE on a data
-   set in CIFAR-100's shape (a fabricated archive, `dm.cifar.fabricate`):
-   the trainer (`dm.experiments.run`, its ``train_images_per_second``, which
+   set in CIFAR-100's shape (a fabricated archive, `dm.data.cifar.fabricate`):
+   the trainer (`dm.experiments.cifar.run`, its ``train_images_per_second``, which
    leaves out evaluation time but, as dm.experiments stands, counts the save
    of the checkpoint at the last iteration: a short run pays all of it), the
    compute bound (the step alone on normalised float tensors already on the
    device), and a plain torchvision loop (``datasets.CIFAR100`` + PIL transforms + ``DataLoader`` workers,
    each batch moved to the device). Interleaved repeats, medians.
 
-3. Packed training (`dm.experiments.run_packed`): images/s of K runs trained
-   as one `dm.resnet.PackedResNet` (K = 1, 4, 12: Table 1's column is a
+3. Packed training (`dm.experiments.cifar.run_packed`): images/s of K runs trained
+   as one `dm.models.resnet.PackedResNet` (K = 1, 4, 12: Table 1's column is a
    pack of 12; half DM, half CCE) against the same K runs one at a time, the
    achieved TFLOP/s (the model's FLOPs per step counted by
    ``torch.utils.flop_counter``, forward and backward) against the GPU's
    peak where the script knows it, and the projected time of the whole of
    Table 1 (84 runs of 30,000 iterations) on this device at the best K.
-4. The trainer packed: `dm.experiments.run_packed` of the first K rows of a
+4. The trainer packed: `dm.experiments.cifar.run_packed` of the first K rows of a
    Table 1 column (K the largest of ``--packs``; 12 is the whole column) for
    the part-2 number of iterations on the fabricated set,
    after a warm-up run: images/s with batch drawing and augmentation
@@ -62,14 +62,17 @@ import torch
 import torch.nn.functional as F
 
 import dm
-import dm.cifar
-import dm.experiments
+import dm.data.cifar
+import dm.experiments.cifar
+import dm.experiments.tables
+import dm.hardware
+import dm.training.step
 import dm.packed
-import dm.resnet
-import dm.runs
+import dm.models.resnet
+import dm.training.runs
 
 DATASET = "cifar100"
-NUM_CLASSES = dm.cifar.NUM_CLASSES[DATASET]
+NUM_CLASSES = dm.data.cifar.NUM_CLASSES[DATASET]
 
 # Defaults by setting: (depth, batch, warmup, steps, repeats, train_steps, train_size)
 DEFAULTS = {
@@ -123,51 +126,40 @@ def spread(values) -> str:
     return f"spread {(max(values) - min(values)) / statistics.median(values):4.0%}"
 
 
-# --- the training step (as in dm.experiments.run) -----------------------------
+# --- the training step (as in dm.experiments.cifar.run) -----------------------------
 
-class Step:
-    """A model with its SGD optimizer (the trainer's settings) and one loss;
-    ``compile``: call the model through ``torch.compile``, as the trainer does."""
-
-    def __init__(self, model, loss_fn, device, precision, memory_format, lr=0.1, compile=False):
-        self.model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
-        self.forward = torch.compile(self.model) if compile else self.model
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-        self.loss_fn, self.device, self.memory_format = loss_fn, device, memory_format
-        self.precision = precision
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-    def __call__(self, x, y):
-        x = x.contiguous(memory_format=self.memory_format)
-        with dm.experiments.autocast(self.device, self.precision):
-            logits = self.forward(x)
-        loss = self.loss_fn(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+def trainer_step(model, loss_fn, device, precision, memory_format, lr=0.1, compile=False, members=1):
+    """The trainer's own step (`dm.training.step.Step`: autocast, float32
+    logits, gradient scaler with fp16, ``torch.compile`` with ``compile``)
+    on a copy of ``model`` with the trainer's SGD settings; ``step(x, y)``
+    makes ``x`` ``memory_format`` first, as the input pipeline does."""
+    model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    step = dm.training.step.Step(model, optimizer, loss_fn, members=members, device=device, precision=precision,
+                                 compile=compile)
+    return lambda x, y: step(x.contiguous(memory_format=memory_format), y)
 
 
 def synthetic_batch(batch: int, device, memory_format):
     """A normalised float batch and its labels, already on the device."""
     images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device)
-    x = dm.cifar.normalize(images, DATASET).contiguous(memory_format=memory_format)
+    x = dm.data.cifar.normalize(images, DATASET).contiguous(memory_format=memory_format)
     return x, torch.randint(0, NUM_CLASSES, (batch,), device=device)
 
 
 # --- 2. the three ways to feed it ----------------------------------------------
 
 def trainer_sampler(data, args, device, runs_dir: Path, info: dict):
-    """Each call: one fresh `dm.experiments.run` of ``args.train_steps``
+    """Each call: one fresh `dm.experiments.cifar.run` of ``args.train_steps``
     iterations; returns its ``train_images_per_second``."""
     def config(iterations):
         # eval_every/checkpoint_every beyond the run: only the final evaluation.
-        return dm.experiments.Config(dataset=DATASET, model=f"resnet{args.depth}", method="CCE",
+        return dm.experiments.cifar.Config(dataset=DATASET, model=f"resnet{args.depth}", method="CCE",
                                      iterations=iterations, batch_size=args.batch,
                                      eval_every=10**9, checkpoint_every=10**9)
 
     def run(iterations, folder):
-        result = dm.experiments.run(config(iterations), runs_dir / folder, data, device=device, precision=args.precision,
+        result = dm.experiments.cifar.run(config(iterations), runs_dir / folder, data, device=device, precision=args.precision,
                                     progress=False, eval_train=False)
         info.setdefault("results", []).append(result)
         return result["train_images_per_second"]
@@ -178,21 +170,21 @@ def trainer_sampler(data, args, device, runs_dir: Path, info: dict):
     return lambda: run(args.train_steps, f"run{next(counter)}")
 
 
-def plain_loop_sampler(root: Path, checksums: dict, args, step: Step, device):
+def plain_loop_sampler(root: Path, checksums: dict, args, step, device):
     """Each call: ``args.train_steps`` steps fed by a torchvision DataLoader
     with PIL transforms; returns images/s."""
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
     # The fabricated archive through torchvision's own CIFAR100, with the
-    # fabricated files' md5s (as dm.cifar.load does it).
+    # fabricated files' md5s (as dm.data.cifar.load does it).
     transform = transforms.Compose([
         transforms.RandomCrop(32, padding=4),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
-        transforms.Normalize(dm.cifar.MEAN[DATASET], dm.cifar.STD[DATASET]),
+        transforms.Normalize(dm.data.cifar.MEAN[DATASET], dm.data.cifar.STD[DATASET]),
     ])
-    dataset = dm.cifar.torchvision_dataset(DATASET, root, train=True, checksums=checksums,
+    dataset = dm.data.cifar.torchvision_dataset(DATASET, root, train=True, checksums=checksums,
                                            transform=transform)
     cuda = device.type == "cuda"
     loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True,
@@ -221,7 +213,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="smoke check: ResNet-8, batch 32, a few steps, 256 training images")
     parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default=None,
-                        help="default: the trainer's choice (dm.experiments.resolve_precision)")
+                        help="default: the trainer's choice (dm.training.step.resolve_precision)")
     parser.add_argument("--depth", type=int, help="ResNet depth (default 44; --quick: 8)")
     parser.add_argument("--batch", type=int, help="batch size (default 256; --quick: 32)")
     parser.add_argument("--warmup", type=int, help="untimed steps before timing (default: GPU 20, CPU 1)")
@@ -252,7 +244,7 @@ def main(argv=None):
         args.workers = 1 if args.quick else min(os.cpu_count() or 1, 8)
     if args.train_size < args.batch:
         parser.error(f"--train-size {args.train_size} is smaller than --batch {args.batch}")
-    precision = dm.experiments.resolve_precision(args.precision, device)
+    precision = dm.training.step.resolve_precision(args.precision, device)
     memory_format = torch.channels_last if cuda and precision != "fp32" else torch.contiguous_format
     began = time.perf_counter()
 
@@ -267,7 +259,7 @@ def main(argv=None):
           f"parts {' '.join(map(str, args.parts))}{', compiled (parts 3, 4)' if args.compile else ''}")
 
     torch.manual_seed(0)
-    model = dm.resnet.resnet(args.depth, NUM_CLASSES)
+    model = dm.models.resnet.resnet(args.depth, NUM_CLASSES)
     x, y = synthetic_batch(args.batch, device, memory_format)
 
     if 1 in args.parts:
@@ -276,8 +268,8 @@ def main(argv=None):
         if 2 in args.parts or 4 in args.parts:  # the fabricated data set parts 2 and 4 train on
             root = Path(tmp) / "data"
             n_test = min(10_000, max(args.train_size // 5, 1))
-            checksums = dm.cifar.fabricate(root, DATASET, n_train=args.train_size, n_test=n_test)
-            data = dm.cifar.load(DATASET, root, checksums=checksums)
+            checksums = dm.data.cifar.fabricate(root, DATASET, n_train=args.train_size, n_test=n_test)
+            data = dm.data.cifar.load(DATASET, root, checksums=checksums)
         if 2 in args.parts:
             loader_figures(model, x, y, args, device, precision, memory_format, root, checksums, data, Path(tmp))
         if 3 in args.parts:
@@ -293,7 +285,7 @@ def loss_figures(model, x, y, args, device, precision, memory_format):
     losses = {"F.cross_entropy": F.cross_entropy,
               "dm.CCE": dm.CCE(check_inputs=False),
               "dm.DMLoss(0.5, 8)": dm.DMLoss(lam=0.5, beta=8.0, check_inputs=False)}
-    steps = {label: Step(model, loss, device, precision, memory_format) for label, loss in losses.items()}
+    steps = {label: trainer_step(model, loss, device, precision, memory_format) for label, loss in losses.items()}
     for step in steps.values():
         timed(lambda: step(x, y), args.warmup, device)
     samples = interleaved({label: (lambda s=step: timed(lambda: s(x, y), args.steps, device) * 1e3)
@@ -311,13 +303,13 @@ def loader_figures(model, x, y, args, device, precision, memory_format, root, ch
     print(f"\n2. images/s, CCE: {args.train_size} training images in CIFAR-100's shape "
           f"(fabricated), {args.train_steps} steps per repeat")
     info = {}
-    bound_step = Step(model, dm.CCE(check_inputs=False), device, precision, memory_format)
+    bound_step = trainer_step(model, dm.CCE(check_inputs=False), device, precision, memory_format)
     timed(lambda: bound_step(x, y), args.warmup, device)
     samplers = {
         "trainer": trainer_sampler(data, args, device, tmp / "runs", info),
         "bound": lambda: args.batch / timed(lambda: bound_step(x, y), args.train_steps, device),
         "plain": plain_loop_sampler(root, checksums, args,
-                                    Step(model, dm.CCE(check_inputs=False), device, precision, memory_format),
+                                    trainer_step(model, dm.CCE(check_inputs=False), device, precision, memory_format),
                                     device),
     }
     samples = interleaved(samplers, args.repeats)
@@ -326,7 +318,7 @@ def loader_figures(model, x, y, args, device, precision, memory_format, root, ch
     wall = statistics.median(r["wall_seconds"] for r in results)
     overhead = statistics.median(r["overhead_seconds"] for r in results)
     workers = f"{args.workers} worker{'' if args.workers == 1 else 's'}"
-    for name, label in (("trainer", "trainer (dm.experiments.run)"),
+    for name, label in (("trainer", "trainer (dm.experiments.cifar.run)"),
                         ("bound", "compute bound (step on device data)"),
                         ("plain", f"plain DataLoader loop ({workers})")):
         print(f"  {label:36s} {ips[name]:10.0f} images/s   ({spread(samples[name])})")
@@ -351,13 +343,13 @@ def step_flops(model, x, y) -> int:
 
 def packed_figures(model, x, y, args, device, precision, memory_format):
     """Part 3: K runs as one packed model against one at a time."""
-    device_name = dm.runs.hardware(device)
+    device_name = dm.hardware.hardware(device)
     flops = step_flops(model, x, y)
     peak = next((value for key, value in PEAK_TFLOPS.items() if key in device_name), None)
-    print(f"\n3. packed training (dm.resnet.PackedResNet{', compiled' if args.compile else ''}), K runs "
+    print(f"\n3. packed training (dm.models.resnet.PackedResNet{', compiled' if args.compile else ''}), K runs "
           f"(half DM(0.5, 8), half CCE) on one batch; "
           f"{flops / 1e9:.1f} GFLOP per run and step (forward + backward)")
-    single = Step(model, dm.CCE(check_inputs=False), device, precision, memory_format, compile=args.compile)
+    single = trainer_step(model, dm.CCE(check_inputs=False), device, precision, memory_format, compile=args.compile)
     timed(lambda: single(x, y), args.warmup, device)
     one_ms = statistics.median(timed(lambda: single(x, y), args.steps, device) for _ in range(args.repeats)) * 1e3
     print(f"  one run at a time: {one_ms:.2f} ms/step, {args.batch / one_ms * 1e3:.0f} images/s")
@@ -365,10 +357,9 @@ def packed_figures(model, x, y, args, device, precision, memory_format):
     for k in args.packs:
         members = [dm.DMLoss(0.5, 8.0, check_inputs=False) if i % 2 == 0 else dm.CCE(check_inputs=False)
                    for i in range(k)]
-        pack = dm.resnet.PackedResNet([model] * k) if k > 1 else model
+        pack = dm.models.resnet.PackedResNet([model] * k) if k > 1 else model
         loss = dm.packed.Stacked(members) if k > 1 else members[0]
-        step = Step(pack, lambda logits, targets: loss(logits, targets).sum() if k > 1 else loss(logits, targets),
-                    device, precision, memory_format, compile=args.compile)
+        step = trainer_step(pack, loss, device, precision, memory_format, compile=args.compile, members=k)
         timed(lambda: step(x, y), args.warmup, device)
         ms = statistics.median(timed(lambda: step(x, y), args.steps, device) for _ in range(args.repeats)) * 1e3
         images = k * args.batch / ms * 1e3
@@ -385,30 +376,30 @@ def packed_figures(model, x, y, args, device, precision, memory_format):
 
 
 def packed_trainer_figures(data, args, device, precision, tmp: Path):
-    """Part 4: `dm.experiments.run_packed` of a Table 1 column (its first K
+    """Part 4: `dm.experiments.cifar.run_packed` of a Table 1 column (its first K
     rows, K the largest of ``--packs``; 12 is the whole column), as a table
     runs: the paper's settings but the model, batch and iterations here."""
-    import dm.paper
+    import dm.report.paper
 
-    base = dataclasses.replace(dm.experiments.PAPER_CIFAR100, model=f"resnet{args.depth}",
+    base = dataclasses.replace(dm.experiments.cifar.PAPER_CIFAR100, model=f"resnet{args.depth}",
                                iterations=args.train_steps, batch_size=args.batch,
                                eval_every=10**9, checkpoint_every=10**9)
-    column = dm.paper.table1_columns()[0]
-    configs = [dm.paper.table1_config(row, column, base) for row in dm.paper.table1_rows()][:max(args.packs)]
+    column = dm.experiments.tables.table1_columns()[0]
+    configs = [dm.experiments.tables.table1_config(row, column, base) for row in dm.experiments.tables.table1_rows()][:max(args.packs)]
     k = len(configs)
     options = dict(device=device, precision=precision, compile=args.compile, progress=False, eval_train=True)
-    print(f"\n4. the trainer packed (dm.experiments.run_packed{', compiled' if args.compile else ''}): "
+    print(f"\n4. the trainer packed (dm.experiments.cifar.run_packed{', compiled' if args.compile else ''}): "
           f"the first {k} rows of Table 1's column {column['key']}, {args.train_steps} iterations, "
           f"one evaluation (test and training set) at the end")
     warm = [dataclasses.replace(c, iterations=max(args.warmup, 2)) for c in configs]
-    dm.experiments.run_packed(warm, tmp / "warm", data, **options)
-    first = dm.experiments.run_packed(configs, tmp / "packed", data, **options)[0]
+    dm.experiments.cifar.run_packed(warm, tmp / "warm", data, **options)
+    first = dm.experiments.cifar.run_packed(configs, tmp / "packed", data, **options)[0]
     steps_s = first["wall_seconds"] - first["overhead_seconds"]
     per_step = steps_s / args.train_steps
     evaluation = first["overhead_seconds"]
     # Table 1 evaluates every 1,000 iterations, on the whole 50,000-image training set.
     table_evaluation = evaluation * max(1.0, 50_000 / args.train_size)
-    evaluations = TABLE1_ITERATIONS // dm.experiments.PAPER_CIFAR100.eval_every
+    evaluations = TABLE1_ITERATIONS // dm.experiments.cifar.PAPER_CIFAR100.eval_every
     table1 = TABLE1_RUNS / k * (TABLE1_ITERATIONS * per_step + evaluations * table_evaluation) / 3600
     print(f"  {1e3 * per_step:.2f} ms/iteration (batch drawing and augmentation included), "
           f"{k * args.batch / per_step:.0f} images/s; one evaluation {evaluation:.2f} s "

@@ -55,7 +55,7 @@ CIFAR100_COARSE = (
     "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
 )
 # The superclass (coarse label) of each fine label, as in the CIFAR-100 pickles'
-# `coarse_labels`. `dm.cifar` checks it against the real data when it loads
+# `coarse_labels`. `dm.data.cifar` checks it against the real data when it loads
 # CIFAR-100; tests check it against the class names above.
 CIFAR100_FINE_TO_COARSE = (
     4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,

@@ -1,6 +1,6 @@
 r"""Several losses at once, on the logits of K models stacked as ``[K, B, C]``.
 
-`dm.digits` trains a grid of small models side by side (their parameters
+`dm.experiments.digits` trains a grid of small models side by side (their parameters
 stacked, their forward passes batched matrix products). Calling K loss modules one after another then costs
 K times each module's fixed overhead per step, which for a small network is
 most of the step. `Stacked` computes the terms of all K models' logits at
@@ -19,8 +19,8 @@ list of losses works; a distributed member then all-reduces its own
 normaliser over the processes, as it does alone.
 
 A pack's state follows one rule (`split_state`, `join_states`): each tensor
-is its K members' tensors concatenated along dim 0. `dm.resnet.PackedResNet`
-and the trainers' checkpoints (`dm.runs.train_pack`) keep to it, so a packed
+is its K members' tensors concatenated along dim 0. `dm.models.resnet.PackedResNet`
+and the trainers' checkpoints (`dm.training.loop.fit`) keep to it, so a packed
 model's or optimizer's state cuts into K states of runs of their own.
 """
 

@@ -1,15 +1,15 @@
 """One short CIFAR-10 run on a CPU, on real images: the JPEG copy of CIFAR-10
 (real images re-encoded at JPEG quality 75, not the official pixels), clean
 labels, a ResNet-8, at a reduced scale (REDUCED below). It shows that the whole
-CIFAR pipeline of `dm.experiments` (loader, batched augmentation, trainer,
+CIFAR pipeline of `dm.experiments.cifar` (loader, batched augmentation, trainer,
 evaluation, result.json) learns real images; it reproduces nothing of the
 paper. Chapter 9 shows the stored result.
 
     python scripts/cifar10_jpeg_cpu.py --data-root DIR [--runs-dir runs/cifar10_jpeg_cpu]
-    python -m dm.runs collect-results runs/cifar10_jpeg_cpu      # into results/cifar10_jpeg_cpu/
+    python -m dm collect-results runs/cifar10_jpeg_cpu      # into results/cifar10_jpeg_cpu/
 
 DIR holds `cifar-10-batches-py/` as the project machines' converter writes it
-from the JPEG archive (`dm.cifar.load` recognises the copy by its content
+from the JPEG archive (`dm.data.cifar.load` recognises the copy by its content
 digest). The run checkpoints every evaluation: rerunning the command resumes it.
 """
 

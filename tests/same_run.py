@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from dm import cifar, experiments as ex
+from dm.data import cifar
+from dm.experiments import cifar as ex
 
 
 def fabricated_cifar10(root):

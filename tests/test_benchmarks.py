@@ -27,19 +27,19 @@ def test_train_step_quick_prints_every_figure():
         rf"^  dm\.DMLoss\(0\.5, 8\) +{number} ms/step +{number}x +\(spread +\d+%\)$",
         rf"^  DM/CCE: {number} \(target <= 1\.02\); of the fastest repeats: {number}$",
         r"^2\. images/s, CCE: 256 training images ",
-        rf"^  trainer \(dm\.experiments\.run\) +{number} images/s +\(spread +\d+%\)$",
+        rf"^  trainer \(dm\.experiments\.cifar\.run\) +{number} images/s +\(spread +\d+%\)$",
         rf"^  compute bound \(step on device data\) +{number} images/s +\(spread +\d+%\)$",
         rf"^  plain DataLoader loop \(1 worker\) +{number} images/s +\(spread +\d+%\)$",
         r"^  trainer runs: 2 x 2 iterations on CPU",
         rf"^  trainer/bound: {number} \(target >= 0\.9\)$",
         rf"^  trainer/plain loop: {number}x \(target >= 5x\)$",
-        r"^3\. packed training \(dm\.resnet\.PackedResNet\), K runs .*; " + number + " GFLOP per run and step",
+        r"^3\. packed training \(dm\.models\.resnet\.PackedResNet\), K runs .*; " + number + " GFLOP per run and step",
         rf"^  one run at a time: {number} ms/step, {number} images/s$",
         rf"^  K =  1: +{number} ms/step, +{number} images/s \({number}x one at a time\), +{number} TFLOP/s; "
         rf"Table 1 at this K: {number} h$",
         rf"^  K =  2: +{number} ms/step, +{number} images/s \({number}x one at a time\)",
         rf"^  projected Table 1 \(84 runs x 30000 iterations, steps only\) on CPU .+: {number} h at K = [12] ",
-        r"^4\. the trainer packed \(dm\.experiments\.run_packed\): the first 2 rows of Table 1's column clean, "
+        r"^4\. the trainer packed \(dm\.experiments\.cifar\.run_packed\): the first 2 rows of Table 1's column clean, "
         r"2 iterations, one evaluation",
         rf"^  {number} ms/iteration \(batch drawing and augmentation included\), {number} images/s; "
         rf"one evaluation {number} s \(256 training images\)$",

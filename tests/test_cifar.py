@@ -1,4 +1,4 @@
-"""dm.cifar and dm.resnet: loading through torchvision, fabricated archives,
+"""dm.data.cifar and dm.models.resnet: loading through torchvision, fabricated archives,
 the 80/20 split, batch augmentation on the device, the CIFAR ResNets."""
 
 import pickle
@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from dm import cifar, noise, runs
-from dm.resnet import DEPTHS, ResNet, resnet
+from dm import noise
+from dm.data import cache
+from dm.data import cifar
+from dm.models.resnet import DEPTHS, ResNet, resnet
 
 
 @pytest.fixture(scope="module", params=["cifar10", "cifar100"])
@@ -100,7 +102,7 @@ def test_wrong_coarse_table_is_caught(tmp_path):
     entry["coarse_labels"] = [(c + 1) % 20 for c in entry["coarse_labels"]]
     with open(path, "wb") as f:
         pickle.dump(entry, f, protocol=2)
-    checksums["train"] = runs.md5(path)
+    checksums["train"] = cache.md5(path)
     with pytest.raises(RuntimeError, match="coarse labels disagree"):
         cifar.load("cifar100", tmp_path, checksums=checksums)
 

@@ -1,11 +1,11 @@
-"""Data-parallel CIFAR training (``dm.experiments.run(..., ddp=True)``, the
-``--ddp`` of ``python -m dm.experiments`` under torchrun): two CPU processes
+"""Data-parallel CIFAR training (``dm.experiments.cifar.run(..., ddp=True)``, the
+``--ddp`` of ``python -m dm cifar`` under torchrun): two CPU processes
 (gloo), each on half of every batch, train the run one process trains on
 the whole batch.
 
 What makes them the same run: every process draws and augments the whole
 batch (seeded by position) and takes its half; batch norm takes its
-statistics over both halves (`dm.resnet.BatchNorm2d` across processes); DM
+statistics over both halves (`dm.models.resnet.BatchNorm2d` across processes); DM
 and DN normalise over both (``distributed=True``); DDP averages the
 gradients. Tolerances as in tests/test_packing.py (tests/same_run.py;
 float32, the halves are summed in another order than the whole): weights and
@@ -25,7 +25,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import same_run
-from dm import cifar, experiments as ex, resnet
+from dm.data import cifar
+from dm.experiments import cifar as ex
+from dm.models import resnet
+from dm.training import step
 from same_run import WEIGHT_ATOL, assert_same_run, weights
 
 WORLD = 2
@@ -140,16 +143,16 @@ def test_without_batch_norm_across_processes_the_runs_differ(runs):
 
 def test_ddp_needs_a_process_group_and_a_batch_that_divides(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="ddp=True trains over torch.distributed's default process group"):
-        ex._process_group(tiny(), True)
+        step.process_group(True, tiny().batch_size)
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
     try:
-        assert ex._process_group(tiny(batch_size=30), True) == (0, 1)
+        assert step.process_group(True, tiny(batch_size=30).batch_size) == (0, 1)
         monkeypatch.setattr(dist, "get_world_size", lambda: 4)
         with pytest.raises(ValueError, match="batch_size 30 does not divide by the 4 processes"):
-            ex._process_group(tiny(batch_size=30), True)
+            step.process_group(True, tiny(batch_size=30).batch_size)
     finally:
         dist.destroy_process_group()
-    assert ex._process_group(tiny(), False) == (0, 1)
+    assert step.process_group(False, tiny().batch_size) == (0, 1)
 
 
 def test_batch_norm_across_processes_needs_a_process_group():
@@ -167,7 +170,7 @@ def test_torchrun_ddp_command_line(tmp_path):
     """The README's recipe, on two CPU processes: torchrun, --ddp, a
     fabricated data set; one summary printed, one result written."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "dm.experiments", "--ddp", "--fabricated", "--device", "cpu", "--no-progress",
+               "-m", "dm", "cifar", "--ddp", "--fabricated", "--device", "cpu", "--no-progress",
                "--dataset", "cifar10", "--model", "resnet8", "--iterations", "2", "--batch-size", "16",
                "--eval-every", "2", "--checkpoint-every", "2", "--runs-dir", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -1,4 +1,4 @@
-"""The selection protocol of `dm.digits` (chapter 7): fit on 80 % of the noisy
+"""The selection protocol of `dm.experiments.digits` (chapter 7): fit on 80 % of the noisy
 training data, choose on the clean 20 %, retrain on all of it, test once."""
 
 import numpy as np
@@ -6,15 +6,15 @@ import pytest
 import torch
 
 import dm
-from dm import digits
-from dm.digits import Setting
+from dm.experiments import digits
+from dm.experiments.digits import Setting
 
 torch.set_num_threads(1)
 
 FAST = dict(steps=40, lr=0.05)
 GRID = [Setting("DM", lam=0.0, beta=1.0), Setting("DM", lam=0.5, beta=8.0),
         Setting("DM", lam=2.0, beta=16.0)]
-METHODS = {"CCE": [Setting("CCE")], "GCE": [Setting("GCE", q=0.7)], "DM": GRID,
+METHODS = {"CCE": [Setting("CCE")], "GCE": [Setting("GCE", gce_q=0.7)], "DM": GRID,
            "DM (lam > 0)": GRID[1:]}
 
 
@@ -30,13 +30,13 @@ def outcome(noisy):
 
 def test_setting_builds_the_dm_losses():
     assert isinstance(Setting("CCE").make(), dm.CCE)
-    gce = Setting("GCE", q=0.7).make()
+    gce = Setting("GCE", gce_q=0.7).make()
     assert isinstance(gce, dm.GCE) and gce.q == 0.7
     loss = Setting("DM", lam=0.5, beta=8.0).make()
     assert isinstance(loss, dm.DMLoss) and (loss.lam, loss.beta, loss.eps) == (0.5, 8.0, 1e-6)
     assert Setting("DM", lam=2.0, beta=1.0).psi == dm.weights.emphasis_mode(2.0) == 2 / 3
     assert Setting("CCE").psi is None
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(ValueError, match="unknown method"):
         Setting("MAE").make()
 
 
@@ -143,22 +143,22 @@ def testfit_measures_split_the_training_set_by_its_corrupted_labels(noisy):
     assert measured["train_accuracy_clean_labels"] == (predicted == noisy.y_train_clean).float().mean().item()
 
 
-def test_train_runs_gives_each_run_its_own_data_seed_and_loss():
+def test_train_pack_gives_each_run_its_own_data_seed_and_loss():
     # Three runs on different data sets and seeds, trained together, each equal
     # to `train` alone with the same data, seed, loss and weight decay.
-    tasks = [(digits.load(0.2, seed=1), 1, Setting("CCE")), (digits.load(0.4, seed=2), 2, Setting("GCE", q=0.7)),
+    tasks = [(digits.load(0.2, seed=1), 1, Setting("CCE")), (digits.load(0.4, seed=2), 2, Setting("GCE", gce_q=0.7)),
              (digits.load(0.4, seed=2), 5, Setting("DM", lam=0.5, beta=8.0))]
-    runs = [digits.Run(s.make(), d.x_train, d.y_train, seed) for d, seed, s in tasks]
-    together = digits.train_runs(runs, steps=60, lr=0.05, weight_decay=5e-4)
+    runs = [digits.Learner(s.make(), d.x_train, d.y_train, seed) for d, seed, s in tasks]
+    together = digits.train_pack(runs, steps=60, lr=0.05, weight_decay=5e-4)
     for (data, seed, setting), model in zip(tasks, together):
         alone = digits.train(setting.make(), data, steps=60, lr=0.05, weight_decay=5e-4, seed=seed,
                              record_every=60)["model"]
         torch.testing.assert_close(model(data.x_test), alone(data.x_test), rtol=1e-4, atol=1e-4)
     # weight decay is applied: without it the weights differ
-    (plain,) = digits.train_runs(runs[:1], steps=60, lr=0.05)
+    (plain,) = digits.train_pack(runs[:1], steps=60, lr=0.05)
     assert not torch.allclose(plain[0].weight, together[0][0].weight)
     with pytest.raises(ValueError, match="same number of examples"):
-        digits.train_runs([runs[0], runs[0]._replace(x=runs[0].x[:-1], y=runs[0].y[:-1])], steps=1)
+        digits.train_pack([runs[0], runs[0]._replace(x=runs[0].x[:-1], y=runs[0].y[:-1])], steps=1)
 
 
 def test_select_and_retrain_many_is_select_and_retrain_per_task(outcome):

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from dm import cifar, experiments as ex, losses, runs as dm_runs
+from dm import losses
+from dm.report import banners
+from dm.data import cifar
+from dm import cli
+from dm.experiments import cifar as ex
+from dm.training import step
+from dm.experiments import notebook, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,10 +104,10 @@ def test_names_are_unique_and_readable():
 def test_table1_configs():
     table = json.loads((ROOT / "dm" / "data" / "paper_tables.json").read_text())["table1"]
     names = set()
-    for row in ex.TABLE1_ROWS:
+    for row in tables.TABLE1_ROWS:
         assert row in table["rows"]
         for column in table["columns"]:
-            config, source = ex.table1_config(row, column)
+            config, source = tables.table1_config(row, column), tables.table1_beta_source(row, column)
             assert (config.noise, config.noise_rate) == (column["noise"], column["rate"])
             assert config.iterations == 30_000 and config.model == "resnet44"
             if row.startswith("DM (lambda"):
@@ -109,13 +115,14 @@ def test_table1_configs():
                     assert source.startswith("DerivativeManipulation_Code/CIFAR100_ResNet44_V03_"), source
                     assert f"Beta{int(config.beta):02d}" in source
                 else:
-                    assert source == ex.GUESSED
+                    assert source == tables.GUESSED
             names.add(config.name())
     assert len(names) == 12 * 7
-    config, source = ex.table1_config("DM (lambda = 0.5)", {"key": "s0.4", "noise": "symmetric", "rate": 0.4})
+    column = {"key": "s0.4", "noise": "symmetric", "rate": 0.4}
+    config, source = tables.table1_config("DM (lambda = 0.5)", column), tables.table1_beta_source("DM (lambda = 0.5)", column)
     assert (config.lam, config.beta) == (0.5, 8.0) and source.endswith("lambda0_5/train_Res44_USW_Beta08_lambda1_0.4")
     # lambda = 1: the betas of the run folders (6, 8, 8, 2), no longer guesses.
-    betas = [ex.table1_config("DM (lambda = 1)", c)[0].beta for c in table["columns"][:4]]
+    betas = [tables.table1_config("DM (lambda = 1)", c).beta for c in table["columns"][:4]]
     assert betas == [6.0, 8.0, 8.0, 2.0]
 
 
@@ -207,15 +214,15 @@ def test_training_learns_the_fabricated_classes(data, tmp_path):
 
 def test_one_name_for_the_mode_switch():
     # The switch's behaviour is tested in test_runs; the notebooks call it
-    # dm.runs.mode, and neither experiment module offers a second name for it.
-    from dm import sentiment
+    # dm.experiments.notebook.mode, and neither experiment module offers a second name for it.
+    from dm.experiments import imdb as sentiment
 
     for module in (ex, sentiment):
         for name in ("mode", "mode_banner", "describe_runs"):
             assert not hasattr(module, name) and name not in module.__all__, (module.__name__, name)
 
 
-CLI = [sys.executable, "-m", "dm.experiments", "--fabricated", "--dataset", "cifar10",
+CLI = [sys.executable, "-m", "dm", "cifar", "--fabricated", "--dataset", "cifar10",
        "--model", "resnet8", "--batch-size", "32", "--method", "DM", "--lam", "0.5",
        "--beta", "4", "--noise-rate", "0.2", "--lr-milestones", "20", "--no-progress"]
 # (--no-noise-exact would switch to Bernoulli noise; boolean fields get --x/--no-x flags.)
@@ -232,11 +239,11 @@ def test_command_line_run(tmp_path):
 
 
 def test_command_line_presets():
-    parse = ex._parser().parse_args
-    assert ex.config_from_args(parse([])) == ex.PAPER_CIFAR100
-    authors = ex.config_from_args(parse(["--preset", "authors", "--dataset", "cifar10", "--seed", "3"]))
+    parse = cli._cifar_parser().parse_args
+    assert cli.config_from_args(parse([])) == ex.PAPER_CIFAR100
+    authors = cli.config_from_args(parse(["--preset", "authors", "--dataset", "cifar10", "--seed", "3"]))
     assert authors == dataclasses.replace(ex.AUTHORS_CIFAR10_RESNET56, dataset="cifar10", seed=3)
-    changed = ex.config_from_args(parse(["--preset", "authors", "--weight-decay", "1e-4", "--lr-milestones", "5"]))
+    changed = cli.config_from_args(parse(["--preset", "authors", "--weight-decay", "1e-4", "--lr-milestones", "5"]))
     assert changed == dataclasses.replace(ex.AUTHORS_CIFAR100, weight_decay=1e-4, lr_milestones=(5,))
 
 
@@ -314,7 +321,7 @@ def test_cuda_autocast_channels_last_run_and_resume(data, tmp_path, compile):
 
 
 def test_smoke_config_keeps_the_method_and_shrinks_the_schedule():
-    config, _ = ex.table1_config("DM (lambda = 0.5)", {"key": "a0.3", "noise": "asymmetric", "rate": 0.3})
+    config = tables.table1_config("DM (lambda = 0.5)", {"key": "a0.3", "noise": "asymmetric", "rate": 0.3})
     smoke = ex.smoke_config(config, iterations=6)
     assert (smoke.method, smoke.lam, smoke.beta, smoke.noise, smoke.noise_rate, smoke.seed) == \
         (config.method, config.lam, config.beta, config.noise, config.noise_rate, config.seed)
@@ -379,7 +386,7 @@ def test_notebook_setup_full_mode_keeps_runs_and_data_on_drive_on_colab(monkeypa
     """On Colab with use_drive, the runs go to MyDrive/dm-runs/<name> and the
     data set to MyDrive/dm-data, so a new machine downloads nothing again."""
     drive = tmp_path / "drive" / "MyDrive"
-    monkeypatch.setattr(dm_runs, "drive_folder", lambda name: drive / "dm-runs" / name)
+    monkeypatch.setattr(notebook, "drive_folder", lambda name: drive / "dm-runs" / name)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     loaded = []
     monkeypatch.setattr(cifar, "load", lambda name, root, download=False: loaded.append(root) or "data")
@@ -393,13 +400,13 @@ def test_notebook_setup_full_mode_keeps_runs_and_data_on_drive_on_colab(monkeypa
 
 
 def test_banner_and_description(data, tmp_path):
-    assert "NOT a reproduction" in dm_runs.mode_banner("smoke", 3, "CIFAR-10")
-    assert dm_runs.mode_banner("full", 3, "CIFAR-10") == "MODE: full. 3 runs with the paper's settings on the real CIFAR-10."
+    assert "NOT a reproduction" in banners.mode_banner("smoke", 3, "CIFAR-10")
+    assert banners.mode_banner("full", 3, "CIFAR-10") == "MODE: full. 3 runs with the paper's settings on the real CIFAR-10."
     result = ex.run(tiny(iterations=2, eval_every=2), tmp_path, data, progress=False)
-    text = dm_runs.describe_runs([result], result["mode"])
+    text = banners.describe_runs([result], result["mode"])
     assert "hardware: CPU" in text and "over 1 runs" in text
     with pytest.raises(ValueError, match="another mode"):
-        dm_runs.describe_runs([result], "full" if result["mode"] == "smoke" else "smoke")
+        banners.describe_runs([result], "full" if result["mode"] == "smoke" else "smoke")
 
 
 def test_fabricated_data_always_makes_a_smoke_result(data, tmp_path, monkeypatch):
@@ -407,7 +414,7 @@ def test_fabricated_data_always_makes_a_smoke_result(data, tmp_path, monkeypatch
     assert data.fabricated
     result = ex.run(tiny(iterations=2, eval_every=2), tmp_path, data, progress=False)
     assert result["mode"] == "smoke" and result["fabricated_data"]
-    from dm import paper
+    from dm.report import paper
     assert not paper.is_full(result)
 
 
@@ -480,10 +487,10 @@ def test_precision_choice_and_the_float16_path_on_the_cpu(data, tmp_path):
     """fp16 autocast with a gradient scaler, as on a T4, run on the CPU
     (where autocast supports float16 too): it trains, records its precision,
     and resumes exactly, the scaler's state included."""
-    assert ex.resolve_precision(None, torch.device("cpu")) == "fp32"
-    assert ex.resolve_precision("fp16", torch.device("cpu")) == "fp16"
+    assert step.resolve_precision(None, torch.device("cpu")) == "fp32"
+    assert step.resolve_precision("fp16", torch.device("cpu")) == "fp16"
     with pytest.raises(ValueError, match="'fp8'"):
-        ex.resolve_precision("fp8", torch.device("cpu"))
+        step.resolve_precision("fp8", torch.device("cpu"))
     config = tiny(method="DM", lam=0.5, beta=8, iterations=4, eval_every=2, checkpoint_every=1,
                   batch_size=16)
     whole = ex.run(config, tmp_path / "whole", data, precision="fp16", progress=False, eval_train=False)

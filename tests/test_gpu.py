@@ -14,7 +14,8 @@ import torch
 
 import dm
 import same_run
-from dm import cifar, experiments as ex
+from dm.data import cifar
+from dm.experiments import cifar as ex
 from same_run import fabricated_cifar10
 from test_losses import ALL_LOSSES, EXTREME, TARGET
 
@@ -197,7 +198,7 @@ def test_torchrun_ddp_with_nccl_and_compile(tmp_path):
     import sys
 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-               "-m", "dm.experiments", "--ddp", "--compile", "--fabricated", "--no-progress",
+               "-m", "dm", "cifar", "--ddp", "--compile", "--fabricated", "--no-progress",
                "--dataset", "cifar10", "--model", "resnet8", "--iterations", "20", "--batch-size", "64",
                "--eval-every", "10", "--checkpoint-every", "10", "--runs-dir", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=dict(os.environ))

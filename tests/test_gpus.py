@@ -1,4 +1,4 @@
-"""dm.gpus: the H200 figures it holds are the measured files' own, and its
+"""dm.training.gpus: the H200 figures it holds are the measured files' own, and its
 estimates reproduce the benchmark's projection from them."""
 
 import re
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import dm.experiments as ex
-import dm.gpus as gpus
-import dm.paper
+from dm.experiments import cifar as ex
+import dm.training.gpus as gpus
+import dm.report.paper
 
 MEASURED = Path(__file__).resolve().parents[1] / "benchmarks" / "measured"
 
@@ -47,8 +47,8 @@ def test_flop_count_is_the_benchmarks():
 
 def table1_packs():
     base = ex.preset("paper", "cifar100")
-    return ex.packs([dm.paper.table1_config(r, c, base)
-                     for r in dm.paper.table1_rows() for c in dm.paper.table1_columns()])
+    return ex.packs([dm.experiments.tables.table1_config(r, c, base)
+                     for r in dm.experiments.tables.table1_rows() for c in dm.experiments.tables.table1_columns()])
 
 
 @pytest.mark.parametrize("compiled", [False, True])

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import dm
-import dm.paper
+import dm.report.paper
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "book" / "howto.md"
@@ -89,13 +89,13 @@ def test_the_torchrun_script_trains_under_torchrun(tmp_path):
 def test_quoted_table9_settings_are_the_papers():
     """The page's Table 9 rows: the DM setting with the highest best and final
     test accuracy at r = 0.2 and 0.4 (from dm/data/paper_tables.json)."""
-    columns = dm.paper.table("table9")["columns"]
+    columns = dm.experiments.tables.table("table9")["columns"]
     top = {}
     for rate in (0.2, 0.4):
-        rows = [row for row in dm.paper.table9_rows() if row["rate"] == rate and row["model"].startswith("DM")]
+        rows = [row for row in dm.experiments.tables.table9_rows() if row["rate"] == rate and row["model"].startswith("DM")]
         for measure in ("best", "final"):
             best = max(rows, key=lambda row: row["values"][columns.index(measure)])
-            settings = dm.paper.parse_table9_model(best["model"])
+            settings = dm.experiments.tables.parse_table9_model(best["model"])
             top[rate, measure] = (settings["lam"], settings["beta"])
     assert top == {(0.2, "best"): (0.5, 12), (0.2, "final"): (0.5, 12),
                    (0.4, "best"): (0.5, 12), (0.4, "final"): (1, 16)}
@@ -104,9 +104,9 @@ def test_quoted_table9_settings_are_the_papers():
 
 
 def test_quoted_table5_settings_are_the_books():
-    import dm.sentiment
+    import dm.experiments.imdb
 
-    assert [dm.sentiment.TABLE5_DM[f"r = {r}"] for r in ("0.0", "0.2", "0.4")] == [(0.0, 0.9), (0.0, -0.52), (0.0, -0.33)]
-    assert dm.sentiment.TABLE5_DM["P-N 10:1"] == dm.sentiment.TABLE5_DM["P-N 50:1"] == (0.3, 6.5)
+    assert [dm.experiments.tables.TABLE5_DM[f"r = {r}"] for r in ("0.0", "0.2", "0.4")] == [(0.0, 0.9), (0.0, -0.52), (0.0, -0.33)]
+    assert dm.experiments.tables.TABLE5_DM["P-N 10:1"] == dm.experiments.tables.TABLE5_DM["P-N 50:1"] == (0.3, 6.5)
     text = PAGE.read_text()
     assert "| 0 | 0.9, −0.52, −0.33 |" in text and "| 0.3 | 6.5 |" in text

@@ -1,4 +1,4 @@
-"""dm.imdb: fabricated archives in the official aclImdb layout, loading them
+"""dm.data.imdb: fabricated archives in the official aclImdb layout, loading them
 straight from the tar.gz, the download through a file:// URL, damaged and
 malformed archives, and the paper's imbalanced sampler."""
 
@@ -14,7 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from dm import imdb
+from dm.data import imdb
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import dm
 from dm import weights as W
 
+
 torch.set_num_threads(2)
 
 

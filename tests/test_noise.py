@@ -7,6 +7,7 @@ import torch
 from dm import noise
 
 
+
 def labels(n=1000, c=10, seed=0):
     return np.random.default_rng(seed).integers(0, c, n)
 

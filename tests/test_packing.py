@@ -1,4 +1,4 @@
-"""Packed training (dm.experiments.run_packed, dm.resnet.PackedResNet): K runs
+"""Packed training (dm.experiments.cifar.run_packed, dm.models.resnet.PackedResNet): K runs
 that differ only in their loss, trained as one model on the same batches, are
 the K runs one would train separately."""
 
@@ -7,7 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from dm import experiments as ex, losses, packed, resnet, runs
+from dm import losses, packed
+from dm.experiments import cifar as ex
+from dm.models import resnet
+from dm.training import runs
 from same_run import assert_same_run, fabricated_cifar10, three, tiny, weights
 
 
@@ -114,10 +117,10 @@ def test_max_pack_splits_a_pack(data, tmp_path):
 
 
 def test_table1_packs_by_column():
-    from dm import paper
+    from dm.experiments import tables
 
-    configs = {(row, col["key"]): paper.table1_config(row, col, ex.PAPER_CIFAR100)
-               for row in paper.table1_rows() for col in paper.table1_columns()}
+    configs = {(row, col["key"]): tables.table1_config(row, col, ex.PAPER_CIFAR100)
+               for row in tables.table1_rows() for col in tables.table1_columns()}
     groups = ex.packs(configs)
     assert [len(g) for g in groups] == [12] * 7
     for group in groups:

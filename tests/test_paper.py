@@ -1,4 +1,4 @@
-"""dm.paper: the paper's tables as data, and results put in the right cells."""
+"""dm.report.paper: the paper's tables as data, and results put in the right cells."""
 
 import dataclasses
 import json
@@ -6,7 +6,11 @@ import json
 import pytest
 import torch
 
-from dm import authors, cifar, experiments, paper
+from dm.experiments import authors
+from dm.data import cifar
+from dm.experiments import cifar as experiments
+from dm.report import paper
+from dm.experiments import tables
 
 ROWS_OF_TABLE1 = ["CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN",
                   "DM (beta = 0)", "DM (lambda = 0)", "DM (lambda = 0.5)", "DM (lambda = 1)"]
@@ -39,7 +43,7 @@ def fake_result(config, mode="full", **values):
 # --- the data file -----------------------------------------------------------
 
 def test_table1_has_13_rows_of_7_percentages_and_the_paper_columns():
-    t1 = paper.table("table1")
+    t1 = tables.table("table1")
     assert [c["key"] for c in t1["columns"]] == ["clean", "s0.2", "s0.4", "s0.6", "a0.2", "a0.3", "a0.4"]
     assert [(c["noise"], c["rate"]) for c in t1["columns"]] == [
         ("symmetric", 0.0), ("symmetric", 0.2), ("symmetric", 0.4), ("symmetric", 0.6),
@@ -52,12 +56,12 @@ def test_table1_has_13_rows_of_7_percentages_and_the_paper_columns():
 
 
 def test_table1_own_rows_are_the_trainer_rows_and_sl_is_a_reference_row():
-    assert paper.table1_rows() == ROWS_OF_TABLE1 == list(experiments.TABLE1_ROWS)
-    assert set(paper.table("table1")["rows"]) - set(ROWS_OF_TABLE1) == set(paper.TABLE1_REFERENCE_ROWS)
+    assert tables.table1_rows() == ROWS_OF_TABLE1 == list(tables.TABLE1_ROWS)
+    assert set(tables.table("table1")["rows"]) - set(ROWS_OF_TABLE1) == set(tables.TABLE1_REFERENCE_ROWS)
 
 
 def test_table9_rows_are_symmetric_rates_with_4_percentages():
-    t9 = paper.table("table9")
+    t9 = tables.table("table9")
     assert t9["columns"] == list(paper.TABLE9_MEASURES) == ["best", "final", "corrupted", "intact"]
     assert len(t9["rows"]) == 16
     for row in t9["rows"]:
@@ -66,32 +70,32 @@ def test_table9_rows_are_symmetric_rates_with_4_percentages():
 
 
 def test_table_returns_a_copy_and_rejects_unknown_names():
-    paper.table("table1")["rows"]["CCE"][0] = -1.0
-    assert paper.table("table1")["rows"]["CCE"][0] == 70.0
+    tables.table("table1")["rows"]["CCE"][0] = -1.0
+    assert tables.table("table1")["rows"]["CCE"][0] == 70.0
     with pytest.raises(ValueError, match="table must be one of"):
-        paper.table("table2")
+        tables.table("table2")
     with pytest.raises(ValueError):
-        paper.table("source")
+        tables.table("source")
 
 
 # --- Table 9 models -> configurations ------------------------------------------
 
 def test_parse_table9_models():
-    assert paper.parse_table9_model("CCE") == {"method": "CCE"}
-    assert paper.parse_table9_model("DM lambda=0.5, beta=12") == {"method": "DM", "lam": 0.5, "beta": 12.0}
-    assert paper.parse_table9_model("DM lambda=0, beta=2") == {"method": "DM", "lam": 0.0, "beta": 2.0}
-    beta0 = paper.parse_table9_model("DM beta=0")
-    assert beta0["beta"] == 0.0 and beta0["lam"] == experiments.TABLE1_ROWS["DM (beta = 0)"]["lam"]
+    assert tables.parse_table9_model("CCE") == {"method": "CCE"}
+    assert tables.parse_table9_model("DM lambda=0.5, beta=12") == {"method": "DM", "lam": 0.5, "beta": 12.0}
+    assert tables.parse_table9_model("DM lambda=0, beta=2") == {"method": "DM", "lam": 0.0, "beta": 2.0}
+    beta0 = tables.parse_table9_model("DM beta=0")
+    assert beta0["beta"] == 0.0 and beta0["lam"] == tables.TABLE1_ROWS["DM (beta = 0)"]["lam"]
     for bad in ("DM", "DM beta=3", "DM lambda=x, beta=1", "SL"):
         with pytest.raises(ValueError):
-            paper.parse_table9_model(bad)
+            tables.parse_table9_model(bad)
 
 
 def test_table9_configs_are_distinct_paper_settings():
-    configs = [paper.table9_config(row) for row in paper.table9_rows()]
+    configs = [tables.table9_config(row) for row in tables.table9_rows()]
     assert len(set(configs)) == 16
     base = experiments.PAPER_CIFAR10_RESNET56
-    for row, config in zip(paper.table9_rows(), configs):
+    for row, config in zip(tables.table9_rows(), configs):
         assert (config.dataset, config.model, config.noise) == ("cifar10", "resnet56", "symmetric")
         assert config.noise_rate == row["rate"]
         assert (config.iterations, config.lr_milestones, config.weight_decay) == (
@@ -102,7 +106,7 @@ def test_table9_configs_are_distinct_paper_settings():
 # --- placing results -------------------------------------------------------------
 
 def test_table1_puts_a_full_result_in_its_cell_and_leaves_the_rest_blank():
-    config = paper.table1_config("DM (lambda = 0.5)", "s0.4")
+    config = tables.table1_config("DM (lambda = 0.5)", "s0.4")
     assert (config.lam, config.beta, config.noise_rate) == (0.5, 8.0, 0.4)
     cells = grid(paper.table1_markdown([fake_result(config, final_test_accuracy=0.6123,
                                                     best_test_accuracy=0.65)]))
@@ -119,8 +123,8 @@ def test_table1_puts_a_full_result_in_its_cell_and_leaves_the_rest_blank():
 
 
 def test_asymmetric_and_clean_cells_are_told_apart():
-    clean = paper.table1_config("CCE", "clean")
-    asym = paper.table1_config("CCE", "a0.2")
+    clean = tables.table1_config("CCE", "clean")
+    asym = tables.table1_config("CCE", "a0.2")
     cells = grid(paper.table1_markdown([fake_result(clean, final_test_accuracy=0.7),
                                         fake_result(asym, final_test_accuracy=0.6)], accuracy="final"))
     assert cells["CCE", "clean"] == "70.0 / 70.0"
@@ -129,7 +133,7 @@ def test_asymmetric_and_clean_cells_are_told_apart():
 
 
 def test_smoke_results_never_reach_the_ours_column():
-    config = paper.table1_config("CCE", "s0.2")
+    config = tables.table1_config("CCE", "s0.2")
     smoke = fake_result(config, mode="smoke", final_test_accuracy=0.99)
     no_mode = fake_result(config, final_test_accuracy=0.99)
     del no_mode["mode"]
@@ -145,7 +149,7 @@ def test_smoke_results_never_reach_the_ours_column():
 
 
 def test_a_result_from_another_configuration_is_refused_not_misplaced():
-    config = dataclasses.replace(paper.table1_config("CCE", "s0.2"), iterations=4)
+    config = dataclasses.replace(tables.table1_config("CCE", "s0.2"), iterations=4)
     with pytest.raises(ValueError, match="matches no cell"):
         paper.table1_markdown([fake_result(config)])
     # ... but it has a cell in the table built from its own base:
@@ -157,8 +161,8 @@ def test_a_result_from_another_configuration_is_refused_not_misplaced():
 
 
 def test_table9_cells_and_measures():
-    row = paper.table9_rows()[3]  # 0.2, DM lambda=0.5, beta=12
-    config = paper.table9_config(row)
+    row = tables.table9_rows()[3]  # 0.2, DM lambda=0.5, beta=12
+    config = tables.table9_config(row)
     result = fake_result(config, best_test_accuracy=0.9, final_test_accuracy=0.875,
                          final_train_accuracy_noisy_labels=0.81, final_train_accuracy_clean_labels=0.9,
                          realised_noise_rate=0.2)
@@ -184,9 +188,9 @@ def test_beta_table_shows_every_dm_cell_and_its_source():
     assert cells["DM (lambda = 1)", "clean"] == "6 (run)"
     assert cells["DM (lambda = 1)", "a0.2"] == "8 (guessed)"
     for (row, key), text in cells.items():
-        lam = experiments.TABLE1_ROWS[row]["lam"]
-        beta, source = experiments.TABLE1_DM_BETA[(lam, key)]
-        assert text.startswith(f"{beta:g} (") and ("guessed" in text) == (source == experiments.GUESSED)
+        lam = tables.TABLE1_ROWS[row]["lam"]
+        beta, source = tables.TABLE1_DM_BETA[(lam, key)]
+        assert text.startswith(f"{beta:g} (") and ("guessed" in text) == (source == tables.GUESSED)
     sources = paper.table1_beta_sources_markdown()
     assert "`DerivativeManipulation_Code/CIFAR100_ResNet44_V03_lambda1/train_Res44_USW_Beta02_lambda1_0.6`" in sources
     assert "Not traced to a run (9 cells" in sources
@@ -198,7 +202,7 @@ def test_the_authors_logs_show_table1_reports_the_best_accuracy():
     """Of the 48 logged symmetric runs, the best accuracy as the paper
     prints it equals Table 1's cell in 45, the final one in 7; these three
     are the exceptions (CCE clean matches the final instead)."""
-    spec = paper.table("table1")
+    spec = tables.table("table1")
     keys = [c["key"] for c in spec["columns"]]
     matches = authors.table1_best_matches(spec["rows"], keys)
     assert len(authors.logs()) == 48
@@ -211,11 +215,11 @@ def test_the_authors_logs_show_table1_reports_the_best_accuracy():
 def test_every_dm_beta_traced_to_a_run_reproduces_its_cell():
     """The betas taken from the authors' run folders: each such run's best
     accuracy is the paper's number, its lambda and beta those of the cell."""
-    spec = paper.table("table1")
+    spec = tables.table("table1")
     keys = [c["key"] for c in spec["columns"]]
     traced = 0
-    for (lam, key), (beta, source) in experiments.TABLE1_DM_BETA.items():
-        if source == experiments.GUESSED:
+    for (lam, key), (beta, source) in tables.TABLE1_DM_BETA.items():
+        if source == tables.GUESSED:
             assert key.startswith("a")
             continue
         row = {0.0: "DM (lambda = 0)", 0.5: "DM (lambda = 0.5)", 1.0: "DM (lambda = 1)"}[lam]
@@ -259,7 +263,7 @@ def test_a_real_smoke_run_is_kept_out_of_ours(tiny_cifar100, tmp_path, monkeypat
     monkeypatch.setenv("DM_MODE", "smoke")
     base = dataclasses.replace(experiments.PAPER_CIFAR100, model="resnet8", iterations=2,
                                batch_size=16, lr_milestones=(1,), eval_every=1, checkpoint_every=2)
-    config = paper.table1_config("DM (lambda = 0.5)", "a0.3", base)
+    config = tables.table1_config("DM (lambda = 0.5)", "a0.3", base)
     result = experiments.run(config, tmp_path, tiny_cifar100, device="cpu", progress=False,
                              eval_train=False)
     assert result["mode"] == "smoke"

@@ -1,4 +1,4 @@
-"""dm.paragraph_vectors: iclr15's preprocessing and settings, the cache key,
+"""dm.data.paragraph_vectors: iclr15's preprocessing and settings, the cache key,
 the cache, resuming an interrupted training, and that the vectors carry the
 reviews' sentiment."""
 
@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dm import imdb, paragraph_vectors as pv
+from dm.data import imdb
+from dm.data import paragraph_vectors as pv
 
 FAST = pv.Settings(epochs=4)
 

@@ -1,12 +1,12 @@
-"""The helpers chapter 11 (the rebuttal, checked) adds to `dm.digits`: linear
+"""The helpers chapter 11 (the rebuttal, checked) adds to `dm.experiments.digits`: linear
 models (``hidden=0``) and the probabilities of the labels recorded during
-training (`dm.digits.label_probabilities`)."""
+training (`dm.experiments.digits.label_probabilities`)."""
 
 import pytest
 import torch
 
-from dm import digits
-from dm.digits import Setting
+from dm.experiments import digits
+from dm.experiments.digits import Setting
 
 torch.set_num_threads(1)
 
@@ -26,10 +26,10 @@ def test_hidden_zero_is_a_linear_model():
             digits.mlp(bad)
 
 
-def test_train_runs_trains_linear_models_as_train_does(noisy):
+def test_train_pack_trains_linear_models_as_train_does(noisy):
     settings = [Setting("CCE"), Setting("DM", lam=0.5, beta=8.0)]
-    runs = [digits.Run(s.make(), noisy.x_train, noisy.y_train, 4) for s in settings]
-    together = digits.train_runs(runs, steps=50, lr=0.05, hidden=0)
+    runs = [digits.Learner(s.make(), noisy.x_train, noisy.y_train, 4) for s in settings]
+    together = digits.train_pack(runs, steps=50, lr=0.05, hidden=0)
     for setting, model in zip(settings, together):
         assert len(model) == 1
         alone = digits.train(setting.make(), noisy, steps=50, lr=0.05, hidden=0, seed=4, record_every=50)["model"]
@@ -38,22 +38,22 @@ def test_train_runs_trains_linear_models_as_train_does(noisy):
 
 def test_label_probabilities_are_the_models_p_of_the_noisy_labels(noisy):
     other = digits.load(noise_rate=0.2, seed=1)
-    runs = [digits.Run(Setting("CCE").make(), noisy.x_train, noisy.y_train, 0),
-            digits.Run(Setting("GCE", q=0.7).make(), other.x_train, other.y_train, 1)]
+    runs = [digits.Learner(Setting("CCE").make(), noisy.x_train, noisy.y_train, 0),
+            digits.Learner(Setting("GCE", gce_q=0.7).make(), other.x_train, other.y_train, 1)]
     models, p = digits.label_probabilities(runs, record_at=(0, 10, 30), lr=0.05)
     assert p.shape == (3, 2, len(noisy.y_train)) and p.dtype == torch.float64
     assert bool(((p > 0) & (p < 1)).all())
-    # recording does not change training: the models are train_runs'
-    plain = digits.train_runs(runs, steps=30, lr=0.05)
+    # recording does not change training: the models are train_pack'
+    plain = digits.train_pack(runs, steps=30, lr=0.05)
     for k, (run, model) in enumerate(zip(runs, models)):
         torch.testing.assert_close(model(run.x), plain[k](run.x))
         # the last record is the final model's p of the labels trained on
         expected = torch.softmax(model(run.x).double(), -1).gather(1, run.y[:, None])[:, 0]
         torch.testing.assert_close(p[-1, k], expected, rtol=1e-5, atol=1e-6)
-        # step 0 is the initialisation; step 10 is a 10-step train_runs
+        # step 0 is the initialisation; step 10 is a 10-step train_pack
         at_init = torch.softmax(digits.mlp(64, run.seed)(run.x).double(), -1).gather(1, run.y[:, None])[:, 0]
         torch.testing.assert_close(p[0, k], at_init, rtol=1e-5, atol=1e-6)
-        (ten,) = digits.train_runs([run], steps=10, lr=0.05)
+        (ten,) = digits.train_pack([run], steps=10, lr=0.05)
         at_ten = torch.softmax(ten(run.x).double(), -1).gather(1, run.y[:, None])[:, 0]
         torch.testing.assert_close(p[1, k], at_ten, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="record_at"):
@@ -74,10 +74,10 @@ def test_bound_adds_a_non_linear_last_layer_and_changes_no_initialisation(noisy)
             digits.mlp(64, bound=bad)
 
 
-def test_train_runs_trains_bounded_models_as_train_does(noisy):
+def test_train_pack_trains_bounded_models_as_train_does(noisy):
     settings = [Setting("CCE"), Setting("DM", lam=0.5, beta=8.0)]
-    runs = [digits.Run(s.make(), noisy.x_train, noisy.y_train, 4) for s in settings]
-    together = digits.train_runs(runs, steps=100, lr=0.05, bound=2.0)
+    runs = [digits.Learner(s.make(), noisy.x_train, noisy.y_train, 4) for s in settings]
+    together = digits.train_pack(runs, steps=100, lr=0.05, bound=2.0)
     for setting, model in zip(settings, together):
         assert isinstance(model[-1], digits.Bounded)
         logits = model(noisy.x_test)
@@ -85,5 +85,5 @@ def test_train_runs_trains_bounded_models_as_train_does(noisy):
         alone = digits.train(setting.make(), noisy, steps=100, lr=0.05, bound=2.0, seed=4, record_every=100)["model"]
         torch.testing.assert_close(logits, alone(noisy.x_test), rtol=1e-4, atol=1e-4)
     # the bound changes training: the same runs without it end elsewhere
-    unbounded = digits.train_runs(runs, steps=100, lr=0.05)
+    unbounded = digits.train_pack(runs, steps=100, lr=0.05)
     assert not torch.allclose(unbounded[0](noisy.x_test), together[0](noisy.x_test), atol=1e-2)

@@ -1,11 +1,11 @@
-"""dm.resnet's Caffe options: Caffe's batch-norm estimate and msra filler."""
+"""dm.models.resnet's Caffe options: Caffe's batch-norm estimate and msra filler."""
 
 import math
 
 import pytest
 import torch
 
-from dm.resnet import CaffeBatchNorm2d, resnet
+from dm.models.resnet import CaffeBatchNorm2d, resnet
 
 
 def test_caffe_batchnorm_uses_the_normalised_moving_average():

@@ -1,4 +1,4 @@
-"""The results page's loader (dm.paper.load_results, sort_results,
+"""The results page's loader (dm.report.paper.load_results, sort_results,
 results_markdown): stored result files land in the right cell of the right
 preset's table, with their hardware; anything else is listed, never dropped."""
 
@@ -8,7 +8,9 @@ import re
 
 import pytest
 
-from dm import experiments, paper, sentiment
+from dm.experiments import cifar as experiments
+from dm.report import paper
+from dm.experiments import tables
 
 from test_paper import fake_result, grid
 
@@ -16,8 +18,8 @@ GPU = "NVIDIA H100 80GB HBM3"
 
 
 def paper_value(row, key):
-    keys = [c["key"] for c in paper.table1_columns()]
-    return paper.table("table1")["rows"][row][keys.index(key)]
+    keys = [c["key"] for c in tables.table1_columns()]
+    return tables.table("table1")["rows"][row][keys.index(key)]
 
 
 def store(folder, experiment, result):
@@ -44,7 +46,7 @@ def test_no_folder_or_no_files_gives_the_paper_alone(tmp_path):
 
 
 def test_a_stored_full_run_lands_in_its_cell_with_its_hardware(tmp_path):
-    config = paper.table1_config("DM (lambda = 0.5)", "s0.4")
+    config = tables.table1_config("DM (lambda = 0.5)", "s0.4")
     store(tmp_path, "cifar100_table1", full(config, best_test_accuracy=0.612, final_test_accuracy=0.598))
     results = paper.load_results(tmp_path)
     assert [r["result_file"] for r in results] == [f"cifar100_table1/{config.name()}/result.json"]
@@ -61,16 +63,16 @@ def test_a_stored_full_run_lands_in_its_cell_with_its_hardware(tmp_path):
 
 def test_presets_get_tables_of_their_own_and_the_rest_is_listed(tmp_path):
     cell = ("CCE", "s0.4")
-    authors = paper.table1_config(*cell, base=experiments.AUTHORS_CIFAR100)
-    ours = paper.table1_config(*cell)
+    authors = tables.table1_config(*cell, base=experiments.AUTHORS_CIFAR100)
+    ours = tables.table1_config(*cell)
     store(tmp_path, "cifar100_table1", full(ours, best_test_accuracy=0.30))
     store(tmp_path, "cifar100_table1", full(authors, best_test_accuracy=0.40))
     changed = dataclasses.replace(ours, seed=7)
     store(tmp_path, "cifar100_table1", full(changed))
     smoke = dataclasses.replace(ours, iterations=4)
     store(tmp_path, "cifar100_table1", fake_result(smoke, mode="smoke", fabricated_data=True))
-    row = paper.table9_rows()[0]
-    store(tmp_path, "cifar10_resnet56", full(paper.table9_config(row)))
+    row = tables.table9_rows()[0]
+    store(tmp_path, "cifar10_resnet56", full(tables.table9_config(row)))
     # A copy of the same run in another folder: a second result for one cell.
     duplicate = full(ours, best_test_accuracy=0.31)
     (tmp_path / "copy" / "result.json").parent.mkdir()
@@ -100,7 +102,7 @@ def test_presets_get_tables_of_their_own_and_the_rest_is_listed(tmp_path):
 
 def test_imdb_results_go_to_table5_and_its_imbalance_rows(tmp_path):
     features = "abcdef0123456789"
-    config = sentiment.table5_config("P-N 10:1", "DM", features)
+    config = tables.table5_config("P-N 10:1", "DM", features)
     store(tmp_path, "imdb", fake_result(
         config, hardware="CPU (test)", wall_seconds=60.0, fabricated_data=False,
         final_test_accuracy=0.7, final_test_balanced_accuracy=0.7,
@@ -124,7 +126,7 @@ def test_a_file_that_is_no_result_raises_naming_it(tmp_path):
 def _table5_results(accuracy, seeds=(1, 2, 3, 4, 5), recall_negative=0.5):
     # Full results for every Table 5 cell and seed: accuracy(row, column, seed).
     results = []
-    for (row, column, seed), config in sentiment.table5_configs("k" * 16, seeds=seeds).items():
+    for (row, column, seed), config in tables.table5_configs("k" * 16, seeds=seeds).items():
         results.append({"name": config.name(), "config": dataclasses.asdict(config), "mode": "full",
                         "final_test_accuracy": accuracy(row, column, seed),
                         "final_test_recall_negative": recall_negative if column != "MAE" else 0.0,

@@ -1,4 +1,4 @@
-"""dm.runs: the pieces every experiment shares, on a toy problem (the CIFAR and
+"""dm.training.runs: the pieces every experiment shares, on a toy problem (the CIFAR and
 IMDB trainers are tested through them in test_experiments and test_sentiment)."""
 
 import dataclasses
@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from dm import runs
+from dm.data import cache
+from dm import hardware
+from dm.experiments import notebook
+from dm.training import runs
+from dm.data import samplers
+from dm.training import loop
+from dm.training.step import Step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,32 +33,29 @@ def toy_run(config, out, stop_at=None, loss_value=None):
     x = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
     y = x.sum(1, keepdim=True)
 
-    def step(it):
-        g = torch.Generator().manual_seed(runs.seed_at(config.seed, it))
+    def batch(it):
+        g = torch.Generator().manual_seed(samplers.seed_at(config.seed, it))
         idx = torch.randint(0, 64, (8,), generator=g)
-        loss = ((model(x[idx]) - y[idx]) ** 2).mean()
-        if loss_value is not None:
-            loss = loss * loss_value
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss
+        return x[idx], y[idx]
+
+    def loss(prediction, target):
+        value = ((prediction - target) ** 2).mean()
+        return value if loss_value is None else value * loss_value
 
     @torch.no_grad()
     def evaluate(done):
-        return {"test_accuracy": float(((model(x) - y) ** 2).mean())}
+        return [{"test_accuracy": float(((model(x) - y) ** 2).mean())}]
 
     out.mkdir(parents=True, exist_ok=True)
-    trained = runs.train(config, out, model=model, optimizer=optimizer, step=step, evaluate=evaluate,
-                         lr=lambda it: 0.1 / (1 + it), iterations=config.iterations, eval_every=4,
-                         checkpoint_every=3, device=torch.device("cpu"), measures=("test_accuracy", "unused"),
-                         progress=False, stop_at=stop_at)
-    return trained, model
+    trained = loop.fit(Step(model, optimizer, loss), [loop.Member(config.name(), dataclasses.asdict(config), out)],
+                       batch=batch, lr=lambda it: 0.1 / (1 + it), evaluate=evaluate, iterations=config.iterations,
+                       eval_every=4, checkpoint_every=3, measures=("test_accuracy", "unused"), stop_at=stop_at)
+    return (None if trained is None else trained[0]), model
 
 
 def test_seed_at_separates_seeds_and_positions():
-    assert runs.seed_at(123, 0) != runs.seed_at(123, 1) != runs.seed_at(124, 0)
-    assert len({runs.seed_at(s, p) for s in range(5) for p in range(1000)}) == 5000
+    assert samplers.seed_at(123, 0) != samplers.seed_at(123, 1) != samplers.seed_at(124, 0)
+    assert len({samplers.seed_at(s, p) for s in range(5) for p in range(1000)}) == 5000
 
 
 def test_train_records_history_and_resumes_exactly(tmp_path):
@@ -97,25 +100,25 @@ def test_finish_and_load_result(tmp_path):
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "f.txt"
-    runs.atomic_write(path, lambda p: p.write_text("old"))
+    cache.atomic_write(path, lambda p: p.write_text("old"))
 
     def broken(p):
         p.write_text("half")
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        runs.atomic_write(path, broken)
+        cache.atomic_write(path, broken)
     assert path.read_text() == "old"
 
 
 def test_mode_switch(monkeypatch):
     monkeypatch.delenv("DM_MODE", raising=False)
-    assert runs.mode() == "full"
+    assert notebook.mode() == "full"
     monkeypatch.setenv("DM_MODE", "smoke")
-    assert runs.mode() == "smoke"
+    assert notebook.mode() == "smoke"
     monkeypatch.setenv("DM_MODE", "quick")
     with pytest.raises(ValueError, match="DM_MODE must be 'full' or 'smoke', got 'quick'"):
-        runs.mode()
+        notebook.mode()
 
 
 def test_map_processes_keeps_the_order_of_the_calls():
@@ -143,20 +146,20 @@ def test_source_digest_names_the_code(tmp_path):
     assert runs.source_sha256(package) != runs.source_sha256()
     recorded = runs.provenance(torch.device("cpu"))
     assert recorded["dm_version"] == dm.__version__ and recorded["dm_source_sha256"] == runs.source_sha256()
-    assert recorded["hardware"] == runs.hardware() and recorded["torch"] == torch.__version__
+    assert recorded["hardware"] == hardware.hardware() and recorded["torch"] == torch.__version__
 
 
 def test_data_folder_and_md5(tmp_path, monkeypatch):
     import hashlib
 
     monkeypatch.setenv("DM_DATA", str(tmp_path / "cache"))
-    assert runs.default_root() == tmp_path / "cache"
+    assert cache.default_root() == tmp_path / "cache"
     monkeypatch.delenv("DM_DATA")
-    assert runs.default_root() == Path.home() / ".cache" / "dm"
+    assert cache.default_root() == Path.home() / ".cache" / "dm"
     path = tmp_path / "blob"
     path.write_bytes(bytes(range(256)) * 5000)  # more than one 1 MiB block
-    assert runs.md5(path) == hashlib.md5(path.read_bytes()).hexdigest()
-    assert runs.drive_folder("table1") is None  # not on Colab: no Drive
+    assert cache.md5(path) == hashlib.md5(path.read_bytes()).hexdigest()
+    assert notebook.drive_folder("table1") is None  # not on Colab: no Drive
 
 
 def test_collect_results_copies_full_results_into_the_results_layout(tmp_path, capsys):
@@ -173,7 +176,7 @@ def test_collect_results_copies_full_results_into_the_results_layout(tmp_path, c
     assert written[0].read_bytes() == (runs_dir / "run_a" / "result.json").read_bytes()
     assert not list((tmp_path / "results").rglob("*.pt"))
     assert "skipped (mode 'smoke'" in capsys.readouterr().out
-    from dm.paper import load_results
+    from dm.report.paper import load_results
     assert {r["config"]["n"] for r in load_results(tmp_path / "results")} == {"run_a", "run_b"}
 
 
@@ -184,10 +187,10 @@ def test_collect_results_command_line(tmp_path):
     runs_dir = tmp_path / "imdb"
     (runs_dir / "r").mkdir(parents=True)
     (runs_dir / "r" / "result.json").write_text(json.dumps({"mode": "smoke", "config": {}}))
-    done = subprocess.run([sys.executable, "-m", "dm.runs", "collect-results", str(runs_dir),
+    done = subprocess.run([sys.executable, "-m", "dm", "collect-results", str(runs_dir),
                            "--results", str(tmp_path / "out"), "--all"],
                           capture_output=True, text=True, check=True)
     assert (tmp_path / "out" / "imdb" / "r" / "result.json").is_file(), done.stdout
     with pytest.raises(subprocess.CalledProcessError):
-        subprocess.run([sys.executable, "-m", "dm.runs", "collect-results", str(tmp_path / "none")],
+        subprocess.run([sys.executable, "-m", "dm", "collect-results", str(tmp_path / "none")],
                        capture_output=True, check=True)

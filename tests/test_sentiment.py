@@ -1,4 +1,4 @@
-"""dm.sentiment: the paper's IMDB settings, the inv schedule, Table 5's cells,
+"""dm.experiments.imdb: the paper's IMDB settings, the inv schedule, Table 5's cells,
 class weights, and runs on a fabricated archive (records, imbalance counts,
 binary noise, exact resume, stored results, the command line)."""
 
@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from dm import imdb, losses, paper, paragraph_vectors as pv, runs, sentiment as st
+from dm import losses
+from dm import cli
+from dm.data import imdb
+from dm.report import paper
+from dm.data import paragraph_vectors as pv
+from dm.training import runs
+from dm.experiments import imdb as st
+from dm.experiments import tables
+from dm.models.mlp import mlp
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM"]
@@ -47,9 +55,9 @@ def test_paper_settings():
     assert (c.hidden, c.lr, c.momentum, c.weight_decay, c.iterations, c.seed) == (8, 0.01, 0.9, 0.002, 10_000, 123)
     assert (c.lr_gamma, c.lr_power) == (1e-5, 0.75)
     assert c.batch_size == 100  # our choice: the paper gives none
-    assert st.TABLE5_DM == {"r = 0.0": (0.0, 0.9), "r = 0.2": (0.0, -0.52), "r = 0.4": (0.0, -0.33),
+    assert tables.TABLE5_DM == {"r = 0.0": (0.0, 0.9), "r = 0.2": (0.0, -0.52), "r = 0.4": (0.0, -0.33),
                             "P-N 10:1": (0.3, 6.5), "P-N 50:1": (0.3, 6.5)}
-    net = st.mlp(100, c.hidden)
+    net = mlp(100, c.hidden, 2)
     assert [tuple(p.shape) for p in net.parameters()] == [(8, 100), (8,), (2, 8), (2,)]
 
 
@@ -90,13 +98,13 @@ def test_negative_beta_is_legal():
 
 
 def test_table5_cells():
-    assert list(st.TABLE5_ROWS) == paper.table5_rows()
-    assert paper.table5_columns() == METHODS == list(st.METHODS)
-    configs = st.table5_configs("k")
-    assert list(configs) == [(row, column) for row in st.TABLE5_ROWS
-                             for column in METHODS + (list(st.IMBALANCE_EXTRA) if "P-N" in row else [])]
+    assert list(tables.TABLE5_ROWS) == tables.table5_rows()
+    assert tables.table5_columns() == METHODS == list(st.METHODS)
+    configs = tables.table5_configs("k")
+    assert list(configs) == [(row, column) for row in tables.TABLE5_ROWS
+                             for column in METHODS + (list(tables.IMBALANCE_EXTRA) if "P-N" in row else [])]
     assert len({c.name() for c in configs.values()}) == len(configs) == 5 * 9 + 2 * 2
-    assert list(st.table5_configs("k", rows=["r = 0.4"])) == [("r = 0.4", m) for m in METHODS]
+    assert list(tables.table5_configs("k", rows=["r = 0.4"])) == [("r = 0.4", m) for m in METHODS]
     assert configs["r = 0.2", "DM"].beta == -0.52 and configs["r = 0.2", "DM"].lam == 0.0
     assert configs["r = 0.4", "GCE-DN"].noise_rate == 0.4 and configs["r = 0.4", "GCE-DN"].imbalance == 1
     assert configs["P-N 50:1", "DM"].imbalance == 50 and (configs["P-N 50:1", "DM"].lam,
@@ -106,9 +114,9 @@ def test_table5_cells():
     assert configs["P-N 10:1", "CCE + class weights"].method == "CCE"
     assert all(c.features == "k" for c in configs.values())
     with pytest.raises(ValueError, match="row must be one of"):
-        st.table5_config("r = 0.6", "CCE", "k")
+        tables.table5_config("r = 0.6", "CCE", "k")
     with pytest.raises(ValueError, match="column must be one of"):
-        st.table5_config("r = 0.0", "SL", "k")
+        tables.table5_config("r = 0.0", "SL", "k")
 
 
 def test_balanced_class_weights():
@@ -142,6 +150,7 @@ def test_run_records_what_table5_needs(setup, tmp_path):
 def test_binary_noise_flips_to_the_opposite_label(setup):
     _, _, data = setup
     from dm import noise
+
     noisy = noise.symmetric(data.y_train, 0.4, 2, 123)
     flipped = noisy != data.y_train
     assert flipped.sum() == 160 and np.array_equal(noisy[flipped], 1 - data.y_train[flipped])
@@ -157,7 +166,7 @@ def test_imbalance_keeps_all_positives_and_exact_negatives(setup, tmp_path):
 
 def test_class_weighted_dm_run(setup, tmp_path):
     _, features, data = setup
-    config = st.table5_config("P-N 10:1", "DM + class weights", features.key,
+    config = tables.table5_config("P-N 10:1", "DM + class weights", features.key,
                               tiny(features.key, batch_size=8))
     result = st.run(config, tmp_path, data, progress=False)
     assert result["class_weights"] == pytest.approx([220 / 40, 220 / 400])
@@ -203,7 +212,7 @@ def test_dm_and_cce_learn_the_fabricated_sentiment(setup, tmp_path):
 
 def test_table5_markdown_places_full_results_only(setup):
     _, features, _ = setup
-    config = st.table5_config("r = 0.4", "DM", features.key)
+    config = tables.table5_config("r = 0.4", "DM", features.key)
     result = {"name": config.name(), "config": dataclasses.asdict(config), "mode": "full",
               "final_test_accuracy": 0.864, "final_test_balanced_accuracy": 0.864,
               "final_test_recall_negative": 0.86, "final_test_recall_positive": 0.868}
@@ -213,7 +222,7 @@ def test_table5_markdown_places_full_results_only(setup):
     assert "| P-N 50:1 | 63.4 / — | 0.5* / — | 0.5* / — |" in table and "one run per cell" in table
     smoke = dict(result, mode="smoke")
     assert "86.4 / 86.4" not in paper.table5_markdown([smoke], features.key)
-    other = st.table5_config("P-N 10:1", "CCE + class weights", features.key)
+    other = tables.table5_config("P-N 10:1", "CCE + class weights", features.key)
     detail = paper.imbalance_markdown([dict(result, name=other.name(), config=dataclasses.asdict(other))],
                                       features.key)
     assert "| P-N 10:1 | CCE + class weights | 86.4 | 86.4 | 86.0 | 86.8 |" in detail
@@ -225,7 +234,7 @@ def test_table5_cells_hold_every_seed(setup):
     """A Table 5 cell holds one result per seed and shows their mean ± SE;
     a second result for one cell and seed is refused."""
     _, features, _ = setup
-    configs = st.table5_configs(features.key, seeds=[5, 3, 4])
+    configs = tables.table5_configs(features.key, seeds=[5, 3, 4])
     assert len(configs) == 49 * 3 and configs["r = 0.2", "GCE", 4].seed == 4
     accuracies = {3: 0.80, 4: 0.84, 5: 0.88}
     results = [{"name": c.name(), "config": dataclasses.asdict(c), "mode": "full",
@@ -245,17 +254,17 @@ def test_table5_cells_hold_every_seed(setup):
     with pytest.raises(ValueError, match="two results for the cell .* with seed 3"):
         paper.table5_cells(results + [by_seed[3]], features.key)
     with pytest.raises(ValueError, match="seeds must be distinct"):
-        st.table5_configs(features.key, seeds=[1, 1])
+        tables.table5_configs(features.key, seeds=[1, 1])
 
 
 def test_table5_command_runs_every_cell_and_seed(setup, tmp_path, monkeypatch):
-    """``python -m dm.sentiment table5``: every cell once per seed, and the
+    """``python -m dm table5``: every cell once per seed, and the
     results collected into a results folder (on a fabricated archive, one row)."""
     reviews, features, data = setup
     monkeypatch.setattr(st.imdb, "load", lambda root, download: reviews)
     monkeypatch.setattr(st.paragraph_vectors, "paragraph_vectors", lambda reviews, cache_dir: features)
     monkeypatch.setattr(st, "PAPER_IMDB", st.smoke_config(st.PAPER_IMDB, 20))
-    assert st.main(["table5", "--seeds", "1,2", "--rows", "r = 0.4", "--runs-dir", str(tmp_path / "imdb")]) == 0
+    assert cli.main(["table5", "--seeds", "1,2", "--rows", "r = 0.4", "--runs-dir", str(tmp_path / "imdb")]) == 0
     record = json.loads((tmp_path / "imdb" / "paragraph_vectors.json").read_text())
     assert record["key"] == features.key and 0 <= record["logistic_regression_accuracy"] <= 1
     runs.collect_results(tmp_path / "imdb", tmp_path / "results", full_only=False)  # smoke: fabricated
@@ -273,14 +282,14 @@ def test_notebook_setup_smoke_mode(tmp_path):
     assert setup.data.features == setup.features.key and setup.runs_dir == tmp_path
     assert setup.run_options == {"device": "cpu", "progress": False}
     # every Table 5 cell can run on the fabricated data (50:1 keeps 2 negatives)
-    result = st.run(st.table5_config("P-N 50:1", "DM + class weights", setup.features.key, setup.base),
+    result = st.run(tables.table5_config("P-N 50:1", "DM + class weights", setup.features.key, setup.base),
                     tmp_path, setup.data, **setup.run_options)
     assert result["train_class_counts"] == [2, 100]
 
 
 def test_command_line_on_a_fabricated_archive(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "dm.sentiment", "--fabricated", "--runs-dir", str(tmp_path),
+        [sys.executable, "-m", "dm", "imdb", "--fabricated", "--runs-dir", str(tmp_path),
          "--iterations", "20", "--batch-size", "10", "--method", "DM", "--beta", "-0.33",
          "--noise-rate", "0.4", "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": ""})
@@ -291,7 +300,7 @@ def test_command_line_on_a_fabricated_archive(tmp_path):
 
 
 def test_run_all_in_two_processes_gives_the_numbers_of_one(setup, tmp_path):
-    # dm.runs.run_all(workers=2) shares the runs out to two spawned processes
+    # dm.training.runs.run_all(workers=2) shares the runs out to two spawned processes
     # (one torch thread each, as here); every run's numbers are its own.
     _, features, data = setup
     configs = {(m, s): tiny(features.key, method=m, seed=s, **({"lam": 0.0, "beta": 0.9} if m == "DM" else {}))

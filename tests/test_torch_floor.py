@@ -29,10 +29,10 @@ def test_this_torch_is_at_least_the_declared_floor():
 def test_the_apis_dm_needs_exist_in_this_torch():
     # dm.experiments: the fp16 path's gradient scaler (torch >= 2.3).
     assert hasattr(torch.amp, "GradScaler")
-    # dm.experiments.resolve_precision, on a GPU: bf16 only where it is native (torch >= 2.4).
+    # dm.training.step.resolve_precision, on a GPU: bf16 only where it is native (torch >= 2.4).
     assert "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters
-    # dm.runs.hardware: the CPU's vector kernels (torch >= 2.1.2).
+    # dm.hardware.hardware: the CPU's vector kernels (torch >= 2.1.2).
     assert callable(torch.backends.cpu.get_cpu_capability)
-    # dm.gpus: saved-tensor hooks and the FLOP counter.
+    # dm.training.gpus: saved-tensor hooks and the FLOP counter.
     assert hasattr(torch.autograd.graph, "saved_tensors_hooks")
     from torch.utils.flop_counter import FlopCounterMode  # noqa: F401

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import dm
-from dm import digits
+from dm.experiments import digits
 
 torch.set_num_threads(2)
 
@@ -30,9 +30,9 @@ def test_eps_zero_lets_logits_grow_without_bound_and_default_eps_does_not():
     # so "in every seed" holds with orders of magnitude to spare.
     seeds = (0, 1, 2)
     data = {seed: digits.load(noise_rate=0.4, seed=seed) for seed in seeds}
-    runs = [digits.Run(dm.DMLoss(0.5, 8.0, eps=eps, check_inputs=False), data[seed].x_train, data[seed].y_train, seed)
+    runs = [digits.Learner(dm.DMLoss(0.5, 8.0, eps=eps, check_inputs=False), data[seed].x_train, data[seed].y_train, seed)
             for seed in seeds for eps in (0.0, 1e-6)]
-    models = digits.train_runs(runs, steps=3000, lr=0.01)
+    models = digits.train_pack(runs, steps=3000, lr=0.01)
     for k, seed in enumerate(seeds):
         with torch.no_grad():
             exact, default = (float(m(data[seed].x_train).abs().max()) for m in models[2 * k:2 * k + 2])
@@ -50,13 +50,13 @@ def test_dm_and_cce_learn_clean_digits():
     0.928 +- 0.005 (ATEN_CPU_CAPABILITY=default), so t >= 11. Reported for an Intel Xeon
     with AVX2 kernels: DN 0.913 +- 0.011, t = 5.7 against 0.85 (the
     former bound, mean - 3 SE > 0.88, failed there: t = 3.0 against 0.88).
-    The 24 runs train at once (`dm.digits.train_runs`: the updates
-    `dm.digits.train` makes, to rounding)."""
+    The 24 runs train at once (`dm.experiments.digits.train_pack`: the updates
+    `dm.experiments.digits.train` makes, to rounding)."""
     from dm.stats import mean_se
 
     clean = digits.load(noise_rate=0.0, seed=1)
     losses, seeds = (dm.CCE(), dm.DMLoss(0.5, 8.0), dm.DN(dm.CCE()), dm.GCE(0.7)), range(6)
-    models = digits.train_runs([digits.Run(loss, clean.x_train, clean.y_train, seed)
+    models = digits.train_pack([digits.Learner(loss, clean.x_train, clean.y_train, seed)
                                 for loss in losses for seed in seeds], steps=600, lr=0.05)
     for i, loss in enumerate(losses):
         with torch.no_grad():

@@ -8,6 +8,7 @@ import torch
 
 from dm import weights as W
 
+
 P = np.array([0.0, 1e-12, 0.1, 1 / 3, 0.5, 0.9, 1 - 1e-9, 1.0])
 
 # The paper's formulas, written out independently of dm.
@@ -108,6 +109,7 @@ def test_one_meaning_per_symbol():
     import inspect
 
     from dm import losses as L
+
 
     for f in (W._cce, W._mae, W._mse, W._gce, W._sl, W._dm_log, W._dm):
         assert list(inspect.signature(f).parameters)[:2] == ["p", "pbar"], f.__name__

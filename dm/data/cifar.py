@@ -37,13 +37,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import noise
-from .runs import default_root, md5
+from .. import noise
+from .cache import default_root, md5
 
 __all__ = [
     "Cifar", "load", "torchvision_dataset", "fabricate", "split_train_val", "content_digest", "COPIES",
     "augment", "normalize", "MEAN", "STD", "NUM_CLASSES",
     "authors_square", "authors_augment", "authors_test_crop", "normalize_authors", "AUTHORS_MEAN_BGR",
+    "AUGMENTS", "Inputs",
 ]
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
@@ -150,7 +151,7 @@ def _unchecked_class(name: str):
 def load(name: str, root=None, download: bool = False, checksums: Optional[dict] = None) -> Cifar:
     """Load CIFAR-10 or CIFAR-100 with ``torchvision.datasets``.
 
-    ``root`` defaults to `dm.runs.default_root`. ``download=True`` fetches the official
+    ``root`` defaults to `dm.data.cache.default_root`. ``download=True`` fetches the official
     archive on first use (torchvision checks its md5). Files whose md5s are
     not the official ones are read only when their content (`content_digest`)
     is a known copy (`COPIES`), e.g. the JPEG copy of CIFAR-10 written in the
@@ -571,3 +572,40 @@ def fabricate(root, name: str, n_train: int = 500, n_test: int = 100, seed: int 
         shutil.rmtree(folder)
         checksums["archive"] = md5(packed)
     return checksums
+
+
+# --- the input pipeline -------------------------------------------------------
+
+AUGMENTS = ("pad4", "authors")
+
+
+class Inputs:
+    """The training and test-time input pipelines of data set ``name``, on
+    the device, as ``memory_format``: with ``augment="pad4"``, pad-4
+    augmentation and per-channel standardisation (the paper's text); with
+    "authors", the authors' squares (`authors_square`, made once), flip and
+    crop, and mean subtraction. Images are uint8 ``[N, 3, H, W]``."""
+
+    def __init__(self, name: str, augment: str, memory_format=torch.contiguous_format):
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+        self.name, self.augment, self.memory_format = _check_name(name), augment, memory_format
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """What the data set is kept as on the device (once per run)."""
+        return authors_square(images) if self.augment == "authors" else images
+
+    def train(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.augment == "authors":
+            x = normalize_authors(authors_augment(images, generator))
+        else:
+            x = normalize(augment(images, generator), self.name)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def test(self, images: torch.Tensor) -> torch.Tensor:
+        if self.augment == "authors":
+            x = normalize_authors(authors_test_crop(images))
+        else:
+            x = normalize(images, self.name)
+        return x.contiguous(memory_format=self.memory_format)
+

@@ -10,7 +10,7 @@ text file ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` (and
 ``aclImdb/train/unsup/<id>_0.txt``) beside a vocabulary, bag-of-words files
 and a README, which are not read here.
 
-`download` fetches the archive once into a cache folder (`dm.runs.default_root`:
+`download` fetches the archive once into a cache folder (`dm.data.cache.default_root`:
 ``$DM_DATA`` or ``~/.cache/dm``), md5-verified and renamed into place only when
 complete. `load` checks the archive's md5 and reads the reviews straight out
 of the compressed archive (nothing is extracted to disk, so a cache folder
@@ -42,7 +42,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .runs import default_root, md5 as _file_md5
+from .cache import default_root, md5 as _file_md5
 
 __all__ = [
     "Imdb", "Split", "load", "download", "fabricate", "imbalanced", "CorruptArchiveError",
@@ -158,7 +158,7 @@ def download(root=None, url: str = URL, md5: Optional[str] = MD5, *, progress: b
 
 
 _download = download                  # `load`'s argument ``download`` hides the function
-_FABRICATED_MARK = "(FABRICATED by dm.imdb.fabricate"   # on the first line of `fabricate`'s README
+_FABRICATED_MARK = "(FABRICATED by dm.data.imdb.fabricate"   # on the first line of `fabricate`'s README
 
 
 def reviews_digest(files) -> str:
@@ -206,8 +206,8 @@ def load(root=None, download: bool = False, md5: Optional[str] = MD5, url: str =
         path = _download(root, url, md5, progress=progress)
     if path is None:
         raise FileNotFoundError(
-            f"{root / ARCHIVE} not found (nor {REASSEMBLED}): call dm.imdb.load(download=True) or "
-            f"dm.imdb.download() to fetch it (about 84 MB) from {url}, or put the archive there.")
+            f"{root / ARCHIVE} not found (nor {REASSEMBLED}): call dm.data.imdb.load(download=True) or "
+            f"dm.data.imdb.download() to fetch it (about 84 MB) from {url}, or put the archive there.")
     try:
         return _load(path, md5)
     except CorruptArchiveError:
@@ -331,7 +331,7 @@ _BAD = ("bad", "awful", "boring", "terrible", "worst", "waste", "dull", "stupid"
 _NEUTRAL = ("the", "movie", "film", "a", "and", "it", "was", "of", "this", "acting", "plot",
             "story", "actors", "scenes", "director", "ending", "characters", "i", "is", "in",
             "to", "but", "with", "really", "just", "one", "time", "script", "music", "Amélie")
-_README = """Large Movie Review Dataset v1.0 (FABRICATED by dm.imdb.fabricate: not the real data)
+_README = """Large Movie Review Dataset v1.0 (FABRICATED by dm.data.imdb.fabricate: not the real data)
 
 Overview
 

@@ -26,7 +26,7 @@ average (fraction 0.999), not PyTorch's momentum-0.1 running estimate.
 subtracts the batch mean: such a bias cancels exactly, in training and at
 test, so it is not reproduced.)
 
-Under DistributedDataParallel (`dm.experiments.run(..., ddp=True)`) each
+Under DistributedDataParallel (`dm.experiments.cifar.run(..., ddp=True)`) each
 process sees a slice of the batch; `batch_statistics_across_processes`
 makes every batch norm of a network normalise by the mean and variance of
 the whole global batch (`BatchNorm2d`), so that N processes train the
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .packed import join_states
+from ..packed import join_states
 
 __all__ = ["ResNet", "PackedResNet", "resnet", "depth_of", "DEPTHS", "INITS", "BATCHNORMS", "BatchNorm2d",
            "CaffeBatchNorm2d", "batch_statistics_across_processes"]
@@ -141,7 +141,7 @@ def batch_statistics_across_processes(model: nn.Module) -> nn.Module:
         if isinstance(module, BatchNorm2d):
             module.across_processes = True
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-            raise TypeError(f"{name} is a {type(module).__name__}, not dm.resnet.BatchNorm2d: "
+            raise TypeError(f"{name} is a {type(module).__name__}, not dm.models.resnet.BatchNorm2d: "
                             "it cannot take its statistics across processes")
     return model
 
@@ -324,7 +324,7 @@ class PackedResNet(nn.Module):
         super().__init__()
         models = list(models)
         if not models or not all(isinstance(m, ResNet) for m in models):
-            raise TypeError("PackedResNet packs a non-empty list of dm.resnet.ResNet")
+            raise TypeError("PackedResNet packs a non-empty list of dm.models.resnet.ResNet")
         shapes = {tuple((k, tuple(v.shape), type(v)) for k, v in m.state_dict().items()) for m in models}
         kinds = {tuple(type(m).__name__ for m in model.modules()) for model in models}
         if len(shapes) > 1 or len(kinds) > 1:

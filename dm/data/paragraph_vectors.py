@@ -15,7 +15,7 @@ with its source).
 
 Vectors are cached in ``<cache_dir>/pv-dbow-<key>.npz``, where the key
 (`cache_key`) is a hash of the settings, the reviews' content digest
-(`dm.imdb.reviews_digest`: the same for every archive of the same reviews) and
+(`dm.data.imdb.reviews_digest`: the same for every archive of the same reviews) and
 this module's format version: a rerun loads them at once, and a changed
 setting or another archive never reuses stale vectors.
 """
@@ -33,7 +33,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import imdb, runs
+from . import imdb
+from ..hardware import cpu_model
+from .cache import atomic_write, default_root
 
 __all__ = ["Settings", "ICLR15", "normalize_text", "tokens", "cache_key", "Features",
            "paragraph_vectors", "logistic_regression_accuracy", "ICLR15_ACCURACY"]
@@ -95,9 +97,9 @@ def tokens(text: str) -> list:
 
 def cache_key(settings: Settings, reviews_sha256: str) -> str:
     """The cache key of the vectors trained with ``settings`` on the reviews
-    whose content digest (`dm.imdb.reviews_digest`) is ``reviews_sha256``."""
+    whose content digest (`dm.data.imdb.reviews_digest`) is ``reviews_sha256``."""
     if not isinstance(settings, Settings):
-        raise TypeError(f"settings must be a dm.paragraph_vectors.Settings, got {type(settings).__name__}")
+        raise TypeError(f"settings must be a dm.data.paragraph_vectors.Settings, got {type(settings).__name__}")
     if not (isinstance(reviews_sha256, str) and re.fullmatch(r"[0-9a-f]{64}", reviews_sha256)):
         raise ValueError(f"reviews_sha256 must be 64 hex digits, got {reviews_sha256!r}")
     blob = json.dumps({"settings": dataclasses.asdict(settings), "reviews_sha256": reviews_sha256,
@@ -107,7 +109,7 @@ def cache_key(settings: Settings, reviews_sha256: str) -> str:
 
 class Features(NamedTuple):
     """Paragraph vectors of the three splits, rows in the order of the
-    `dm.imdb.Split` they come from."""
+    `dm.data.imdb.Split` they come from."""
     train: np.ndarray   # float32 [25000, vector_size]
     test: np.ndarray    # float32 [25000, vector_size]
     unsup: np.ndarray   # float32 [50000, vector_size]
@@ -172,7 +174,7 @@ def _train(data: imdb.Imdb, settings: Settings, workers: int, progress: bool, pa
             def save(path, model=model):
                 with open(path, "wb") as f:  # one file: a handle makes gensim pickle the arrays inline
                     model.save(f)
-            runs.atomic_write(partial, save)
+            atomic_write(partial, save)
         if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < settings.epochs:
             if bar is not None:
                 bar.close()
@@ -188,7 +190,7 @@ def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=No
                       workers: Optional[int] = None, progress: bool = True,
                       stop_after: Optional[int] = None) -> Optional[Features]:
     """The PV-DBOW vectors of every review of ``data``: loaded from
-    ``cache_dir`` (default ``<dm.runs.default_root()>/paragraph-vectors``)
+    ``cache_dir`` (default ``<dm.default_root()>/paragraph-vectors``)
     if there, else trained (without labels, on all review texts: train,
     test and unlabelled, as iclr15 does) and saved there.
 
@@ -205,7 +207,7 @@ def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=No
     interruption would, and return None.
     """
     key = cache_key(settings, data.digest)
-    folder = Path(cache_dir) if cache_dir is not None else runs.default_root() / "paragraph-vectors"
+    folder = Path(cache_dir) if cache_dir is not None else default_root() / "paragraph-vectors"
     path = folder / f"pv-dbow-{key}.npz"
     if path.exists():
         with np.load(path) as stored:
@@ -226,10 +228,10 @@ def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=No
             "reviews_sha256": data.digest,
             "fabricated_data": bool(data.fabricated), "format": FORMAT_VERSION,
             "gensim": gensim.__version__, "workers": workers,
-            "hardware": f"CPU ({runs.cpu_model()}, {os.cpu_count()} cores)",
+            "hardware": f"CPU ({cpu_model()}, {os.cpu_count()} cores)",
             # gensim's time: building the vocabulary, then each epoch (over all sessions)
             "seconds": round(times["vocabulary_seconds"] + sum(times["epoch_seconds"]), 1), **times}
-    runs.atomic_write(path, lambda p: _save(p, train, test, unsup, meta))
+    atomic_write(path, lambda p: _save(p, train, test, unsup, meta))
     partial.unlink(missing_ok=True)
     return Features(train, test, unsup, key, meta)
 

@@ -32,7 +32,7 @@ from typing import Optional
 
 __all__ = ["LOGS", "REPOSITORY", "logs", "run_log", "table1_beta", "printed", "table1_best_matches"]
 
-LOGS = Path(__file__).with_name("data") / "authors_cifar100_logs.json"
+LOGS = Path(__file__).parents[1] / "data" / "authors_cifar100_logs.json"
 REPOSITORY = "https://github.com/XinshaoAmosWang/DerivativeManipulation"
 
 

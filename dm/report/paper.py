@@ -1,23 +1,13 @@
-"""The paper's tables, and our runs beside them.
+"""Our results beside the paper's tables, as Markdown (no pandas): each
+cell holds *the paper's number / ours* (accuracies as fractions, shown in
+percent). The paper's numbers and the cells' configurations are
+`dm.experiments.tables`'.
 
-The paper's numbers are written in one place, ``dm/data/paper_tables.json``
-(Tables 1, 5 and 9 of arXiv:1905.11233, as printed, in percent). This module
-reads that file and renders the comparison tables the experiment notebooks show,
-as Markdown (no pandas): each cell holds *the paper's number / ours*.
-
-"Ours" comes from result dicts returned by `dm.experiments.run` and
-`dm.sentiment.run` (accuracies
-as fractions; shown here in percent). Only results of full-mode runs
-(``result["mode"] == "full"``: the real data set) are ever put in the
-"ours" column; a smoke run's numbers come from a few iterations on a
-fabricated data set and are no reproduction, so they are left out (blank,
-"—") unless a caller asks for them explicitly (``include_smoke=True``, for a
-table labelled as a pipeline check).
-
-A result is put in the cell whose configuration it was trained with: its
-stored ``config`` must equal the cell's configuration built from ``base``
-(`table1_config`, `table9_config`, `table5_config`); a result that matches no cell
-raises, so nothing lands in the wrong place silently.
+Only full-mode results on real data go in the "ours" column, unless a
+caller asks for smoke results (``include_smoke=True``, for a table labelled
+as a pipeline check). A result goes in the cell whose configuration equals
+its stored ``config``; one that matches no cell raises, so nothing lands in
+the wrong place silently.
 """
 
 from __future__ import annotations
@@ -30,76 +20,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional
 
-from . import authors, experiments, sentiment, stats
-from .experiments import Config
+from .. import stats
+from ..experiments import authors, cifar as experiments, imdb as sentiment
+from ..experiments.cifar import Config
+from ..experiments.tables import (TABLE1_REFERENCE_ROWS, table, table1_columns, table1_config, table1_rows,
+                                  table5_columns, table5_rows, table9_config, table9_rows)
+from ..experiments import tables
 
 __all__ = [
-    "DATA", "BLANK", "NOT_RECORDED", "TABLE1_REFERENCE_ROWS", "TABLE9_MEASURES",
-    "table", "table1_rows", "table1_columns", "table1_config", "table9_rows",
-    "table9_config", "parse_table9_model", "is_full", "data_copy",
+    "BLANK", "NOT_RECORDED", "TABLE9_MEASURES", "is_full", "data_copy",
     "table1_cells", "table9_cells", "table9_measures",
     "table1_markdown", "table9_markdown", "table1_beta_markdown", "table1_beta_sources_markdown",
-    "authors_logs_markdown",
-    "table5_rows", "table5_columns", "table5_config", "table5_cells", "table5_markdown",
-    "imbalance_markdown", "DEGENERATE",
+    "authors_logs_markdown", "table5_cells", "table5_markdown", "imbalance_markdown", "DEGENERATE",
     "RESULT_TABLES", "load_results", "Group", "Sorted", "sort_results", "results_markdown",
     "runs_markdown", "left_out_markdown", "Comparison", "table5_comparisons", "comparisons_markdown",
     "one_class_models",
 ]
 
-DATA = Path(__file__).with_name("data") / "paper_tables.json"
 BLANK = "—"          # no full-mode run of this cell
-NOT_RECORDED = "n/r"  # a measure dm.experiments.run does not record
-
-# Table 1 rows that report another paper's numbers (the SL paper,
-# wang2019sl): shown as reference rows with the paper's numbers only; this
-# package does not run them.
-TABLE1_REFERENCE_ROWS = ("SL (from the SL paper)",)
-
-
-@lru_cache(maxsize=1)
-def _tables() -> dict:
-    return json.loads(DATA.read_text(encoding="utf-8"))
-
-
-def table(name: str) -> dict:
-    """The raw record of one of the paper's tables: ``"table1"``,
-    ``"table9"`` or ``"table5"`` (a copy: changing it changes nothing here)."""
-    tables = _tables()
-    if name not in tables or not isinstance(tables[name], dict):
-        names = [k for k, v in tables.items() if isinstance(v, dict)]
-        raise ValueError(f"table must be one of {names}, got {name!r}")
-    return copy.deepcopy(tables[name])
-
+NOT_RECORDED = "n/r"  # a measure dm.experiments.cifar.run does not record
 
 # --- Table 1: CIFAR-100, ResNet-44 -------------------------------------------
-
-def table1_rows() -> list:
-    """Table 1's own rows (the DM paper's runs), in the paper's order; the
-    reference rows of `TABLE1_REFERENCE_ROWS` are left out."""
-    return [row for row in table("table1")["rows"] if row not in TABLE1_REFERENCE_ROWS]
-
-
-def table1_columns() -> list:
-    """Table 1's column records, e.g. ``{"key": "s0.4", "noise":
-    "symmetric", "rate": 0.4}``, in the paper's order."""
-    return table("table1")["columns"]
-
-
-def table1_config(row: str, column, base: Config = experiments.PAPER_CIFAR100) -> Config:
-    """The `Config` of one Table 1 cell (``column``: a column record or its
-    key), built by `dm.experiments.table1_config` from ``base``."""
-    return experiments.table1_config(row, _column(column), base)[0]
-
-
-def _column(column) -> dict:
-    if isinstance(column, dict):
-        return column
-    for record in table1_columns():
-        if record["key"] == column:
-            return record
-    raise ValueError(f"unknown Table 1 column {column!r}")
-
 
 # --- Table 9: CIFAR-10, ResNet-56, symmetric noise ----------------------------
 
@@ -111,41 +52,6 @@ TABLE9_MEASURES = {
     "intact": "accuracy on the whole training set, against its intact (original) labels",
 }
 
-_DM_MODEL = re.compile(r"^DM (?:lambda=(?P<lam>[0-9.]+), )?beta=(?P<beta>-?[0-9.]+)$")
-
-
-def table9_rows() -> list:
-    """Table 9's rows, in the paper's order: ``{"rate", "model", "values"}``."""
-    return table("table9")["rows"]
-
-
-def parse_table9_model(model: str) -> dict:
-    """The method settings a Table 9 model string names: ``"CCE"`` ->
-    ``{"method": "CCE"}``; ``"DM lambda=0.5, beta=12"`` -> ``{"method":
-    "DM", "lam": 0.5, "beta": 12.0}``. ``"DM beta=0"`` gives every example
-    the weight exp(0) = 1 whatever lambda is, so lambda is taken from
-    Table 1's "DM (beta = 0)" row (`dm.experiments.TABLE1_ROWS`)."""
-    if model in experiments.METHODS and model != "DM":
-        return {"method": model}
-    match = _DM_MODEL.match(model)
-    if match is None:
-        raise ValueError(f"cannot parse the Table 9 model {model!r}")
-    beta = float(match["beta"])
-    if match["lam"] is None:
-        if beta != 0:
-            raise ValueError(f"{model!r}: a DM model without lambda must have beta=0")
-        lam = experiments.TABLE1_ROWS["DM (beta = 0)"]["lam"]
-    else:
-        lam = float(match["lam"])
-    return {"method": "DM", "lam": lam, "beta": beta}
-
-
-def table9_config(row: dict, base: Config = experiments.PAPER_CIFAR10_RESNET56) -> Config:
-    """The `Config` of one Table 9 row (symmetric noise at ``row["rate"]``)."""
-    return dataclasses.replace(base, noise="symmetric", noise_rate=float(row["rate"]),
-                               **parse_table9_model(row["model"]))
-
-
 def table9_measures(result: dict) -> dict:
     """Table 9's four measures of one result, as fractions (None where not
     recorded, e.g. a run with ``eval_train=False``).
@@ -154,7 +60,7 @@ def table9_measures(result: dict) -> dict:
     the whole training set, against the corrupted labels and against the
     intact (original) labels: its CCE rows read intact ~ 100 (1 - r), what a
     network that fits every training label, noisy ones included, scores.
-    `dm.experiments.run` records both (``final_train_accuracy_noisy_labels``
+    `dm.experiments.cifar.run` records both (``final_train_accuracy_noisy_labels``
     and ``final_train_accuracy_clean_labels``).
     """
     return {"best": result["best_test_accuracy"], "final": result["final_test_accuracy"],
@@ -264,7 +170,7 @@ def table1_markdown(results: Iterable[dict] = (), base: Config = experiments.PAP
     s0.2, s0.4, s0.6, a0.2, a0.3, a0.4; each cell "paper / ours" in percent,
     ours = the ``accuracy`` test accuracy of the cell's run, "—" where there
     is none. ``accuracy="best"`` (the default) is the paper's own measure,
-    the best of the evaluations every 1000 iterations (`dm.authors`): the
+    the best of the evaluations every 1000 iterations (`dm.experiments.authors`): the
     cell then reads "paper / best (final)"; "final" shows the last one alone.
 
     ``reference_rows``: add the rows of `TABLE1_REFERENCE_ROWS` (another
@@ -325,28 +231,28 @@ def table9_markdown(results: Iterable[dict] = (), base: Config = experiments.PAP
 
 def _beta_rows() -> list:
     return [name for name in table1_rows()
-            if experiments.TABLE1_ROWS[name]["method"] == "DM" and "beta" not in experiments.TABLE1_ROWS[name]]
+            if tables.TABLE1_ROWS[name]["method"] == "DM" and "beta" not in tables.TABLE1_ROWS[name]]
 
 
 def table1_beta_markdown() -> str:
     """DM's beta in each Table 1 cell (the paper does not list them) and its
-    source, from `dm.experiments.table1_config`: "run" (the authors' run
+    source, from `dm.experiments.tables.table1_beta_source`: "run" (the authors' run
     folder of that cell, `table1_beta_sources_markdown`) or "guessed"
-    (`dm.experiments.GUESSED`). Rows: the DM rows with a beta to choose."""
+    (`dm.tables.GUESSED`). Rows: the DM rows with a beta to choose."""
     columns = table1_columns()
     rows = []
     for name in _beta_rows():
         cells = []
         for col in columns:
-            config, source = experiments.table1_config(name, col)
-            cells.append(f"{config.beta:g} ({'guessed' if source == experiments.GUESSED else 'run'})")
+            config, source = table1_config(name, col), tables.table1_beta_source(name, col)
+            cells.append(f"{config.beta:g} ({'guessed' if source == tables.GUESSED else 'run'})")
         rows.append([name] + cells)
     return _markdown(["row"] + [c["key"] for c in columns], rows, ["l"] + ["r"] * len(columns))
 
 
 def table1_beta_sources_markdown() -> str:
     """Where each DM beta of Table 1 comes from: the run folder in the
-    authors' repository (`dm.authors.REPOSITORY`) and that run's best and
+    authors' repository (`dm.experiments.authors.REPOSITORY`) and that run's best and
     final test accuracy beside the paper's cell; guessed cells are listed
     with the reason."""
     columns = table1_columns()
@@ -355,8 +261,8 @@ def table1_beta_sources_markdown() -> str:
     lines, guessed = [], []
     for name in _beta_rows():
         for col in columns:
-            config, source = experiments.table1_config(name, col)
-            if source == experiments.GUESSED:
+            config, source = table1_config(name, col), tables.table1_beta_source(name, col)
+            if source == tables.GUESSED:
                 guessed.append(f"{name} {col['key']}")
                 continue
             log = authors.run_log(name, col["key"])
@@ -365,12 +271,12 @@ def table1_beta_sources_markdown() -> str:
                           f"{100 * log['best']:.2f}", f"{100 * log['final']:.2f}"])
     table_md = _markdown(["row", "column", "beta", "run folder", "paper", "run's best", "run's final"],
                          lines, ["l", "l", "r", "l", "r", "r", "r"])
-    return table_md + f"\n\nNot traced to a run ({len(guessed)} cells: {', '.join(guessed)}): {experiments.GUESSED}."
+    return table_md + f"\n\nNot traced to a run ({len(guessed)} cells: {', '.join(guessed)}): {tables.GUESSED}."
 
 
 def authors_logs_markdown() -> str:
     """Table 1's symmetric columns as the authors' logs give them: each
-    cell "paper / the run's best / its final", in percent (`dm.authors`).
+    cell "paper / the run's best / its final", in percent (`dm.experiments.authors`).
     Where the paper's number equals the best as printed, the best is in
     bold."""
     spec = table("table1")
@@ -399,27 +305,10 @@ def authors_logs_markdown() -> str:
 DEGENERATE = 0.5
 
 
-def table5_rows() -> list:
-    """Table 5's rows in the paper's order: "r = 0.0", "r = 0.2", "r = 0.4",
-    "P-N 10:1", "P-N 50:1"."""
-    return list(table("table5")["rows"])
-
-
-def table5_columns() -> list:
-    """Table 5's columns: the nine methods, in the paper's order."""
-    return table("table5")["columns"]
-
-
-def table5_config(row: str, column: str, features: str,
-                  base: sentiment.Config = sentiment.PAPER_IMDB) -> sentiment.Config:
-    """The `dm.sentiment.Config` of one Table 5 cell (`dm.sentiment.table5_config`)."""
-    return sentiment.table5_config(row, column, features, base)
-
-
 @lru_cache(maxsize=8)
 def _table5_cells(features: str, base: sentiment.Config) -> dict:
     return {_config_key(config, _TABLE5_SEEDLESS): cell
-            for cell, config in sentiment.table5_configs(features, base, table5_rows()).items()}
+            for cell, config in tables.table5_configs(features, base, table5_rows()).items()}
 
 
 def table5_cells(results: Iterable[dict], features: str, base: sentiment.Config = sentiment.PAPER_IMDB,
@@ -512,7 +401,7 @@ def imbalance_markdown(results: Iterable[dict] = (), features: str = "",
     common, seeds = _seeds_legend(placed)
     rows = []
     for row in ("P-N 10:1", "P-N 50:1"):
-        for column in table5_columns() + list(sentiment.IMBALANCE_EXTRA):
+        for column in table5_columns() + list(tables.IMBALANCE_EXTRA):
             cell = placed.get((row, column), [])
             rows.append([row, column] + [_over_seeds(cell, k, common) for k in (
                 "final_test_accuracy", "final_test_balanced_accuracy",
@@ -538,7 +427,7 @@ def load_results(folder) -> list:
     """Every ``result.json`` under ``folder``, at any depth (the book keeps
     them as ``results/<experiment>/<run name>/result.json``; see
     ``results/README.md``), in the order of their paths. Each is the dict
-    `dm.experiments.run` or `dm.sentiment.run` wrote, with ``"result_file"``
+    `dm.experiments.cifar.run` or `dm.experiments.imdb.run` wrote, with ``"result_file"``
     added: its path relative to ``folder``. ``[]`` where ``folder`` does not
     exist; a file that is not a result dict raises, naming it."""
     folder = Path(folder)
@@ -559,7 +448,7 @@ class Group(NamedTuple):
     one data set."""
     table: str      # "table1", "table9" or "table5"
     label: str      # the preset ("paper", "authors"); for Table 5 the features' key
-    base: object    # the base configuration (a dm.experiments or dm.sentiment Config)
+    base: object    # the base configuration (a dm.experiments.cifar or dm.experiments.imdb Config)
     results: list   # the results, each in a cell of its own (Table 5: one per cell and seed)
     copy: str = "official"  # the data: "official", or a copy that is not the official data ("JPEG copy")
     data: str = ""  # the data's description as the results record it ("" where none is recorded)
@@ -574,12 +463,12 @@ class Sorted(NamedTuple):
 def _candidates(config: dict):
     # (table, label, base, cells, fields the cells leave out) of every table
     # and base a config could belong to.
-    if config.get("dataset") in _CIFAR_TABLES:  # a dm.experiments.Config
+    if config.get("dataset") in _CIFAR_TABLES:  # a dm.experiments.cifar.Config
         table = _CIFAR_TABLES[config["dataset"]]
         for name in ("paper", "authors"):
             base = experiments.preset(name, config["dataset"])
             yield table, name, base, (_table1_cells(base) if table == "table1" else _table9_cells(base)), ()
-    elif isinstance(config.get("features"), str):  # a dm.sentiment.Config
+    elif isinstance(config.get("features"), str):  # a dm.experiments.imdb.Config
         yield ("table5", config["features"], sentiment.PAPER_IMDB,
                _table5_cells(config["features"], sentiment.PAPER_IMDB), _TABLE5_SEEDLESS)
 
@@ -597,10 +486,10 @@ def data_copy(result: dict) -> str:
 def sort_results(results: Iterable[dict]) -> Sorted:
     """Group ``results`` by the table and the base configuration (preset) they
     were trained from: a CIFAR-100 result whose config is a Table 1 cell's
-    built from `dm.experiments.PAPER_CIFAR100` goes to ("table1", "paper"),
+    built from `dm.experiments.cifar.PAPER_CIFAR100` goes to ("table1", "paper"),
     from `AUTHORS_CIFAR100` to ("table1", "authors"); CIFAR-10 likewise to
     Table 9; an IMDB result to ("table5", its features' key), built from
-    `dm.sentiment.PAPER_IMDB`, where a cell holds one result per seed. Runs
+    `dm.experiments.imdb.PAPER_IMDB`, where a cell holds one result per seed. Runs
     on a copy that is not the official data (`data_copy`, e.g. CIFAR-10's
     JPEG copy) get tables of their own, never the official data's cells.
     Nothing raises: results of smoke runs (`is_full`), results whose config

@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from . import resnet
+from ..models import resnet
 
 __all__ = ["PEAK_TFLOPS", "BANDWIDTH_GBS", "MEMORY_GIB", "H200", "step_flops", "h200_hours",
            "estimate_hours", "activation_bytes", "training_memory", "max_pack"]
@@ -53,7 +53,7 @@ H200 = {
     # benchmarks/measured/train_step-h200.txt, part 3: one packed training
     # step (forward, loss, backward, SGD) of K ResNet-44 runs, eager, batch 256.
     "step_ms": {1: 19.41, 4: 24.98, 12: 34.20},
-    # The trainer (dm.experiments.run_packed), K = 12, per iteration with batch
+    # The trainer (dm.experiments.cifar.run_packed), K = 12, per iteration with batch
     # drawing and augmentation: benchmarks/measured/train_step_trainer-h200.txt
     # (eager), train_step_compiled-h200.txt (compiled).
     "trainer_ms": {"eager": 32.98, "compiled": 25.51},
@@ -99,7 +99,7 @@ def _interpolate(points: dict, k: float) -> float:
 
 
 def h200_hours(packs, compiled: bool = True, eval_train: bool = True) -> float:
-    """Hours on the H200 for ``packs`` (lists of `dm.experiments.Config` that
+    """Hours on the H200 for ``packs`` (lists of `dm.experiments.cifar.Config` that
     train together), from `H200`: the trainer's measured time per iteration
     for a pack of 12, scaled to a pack of K by the measured packed steps
     (interpolated between K = 1, 4, 12), to another network by its FLOPs

@@ -1,0 +1,56 @@
+"""What the experiment notebooks share: the switch between a full run and a
+smoke run (`mode`), the scratch folder a smoke run works in, and Google
+Drive on Colab (runs and data kept across a recycled machine)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+__all__ = ["mode", "smoke_scratch", "drive_folder", "drive_data_root"]
+
+
+def mode() -> str:
+    """The experiment notebooks' switch: ``$DM_MODE``, "full" (the paper's
+    settings on the real data) or "smoke" (a few iterations on a fabricated
+    tiny data set in the real one's format, on a CPU). Default "full"."""
+    value = os.environ.get("DM_MODE", "full")
+    if value not in ("full", "smoke"):
+        raise ValueError(f"DM_MODE must be 'full' or 'smoke', got {value!r}")
+    return value
+
+
+def smoke_scratch() -> Path:
+    """What a smoke-mode notebook runs in: one torch thread (fastest for tiny
+    tensors, and robust on a busy machine) and a fresh temporary folder for
+    its fabricated data and its runs."""
+    import tempfile
+
+    torch.set_num_threads(1)
+    return Path(tempfile.mkdtemp(prefix="dm-smoke-"))
+
+
+def drive_folder(name: str) -> Optional[Path]:
+    """On Colab: Google Drive mounted, and the folder ``MyDrive/dm-runs/<name>``
+    there (where a notebook keeps its runs, so a recycled machine loses
+    nothing); elsewhere None."""
+    import sys
+
+    if "google.colab" not in sys.modules:
+        return None
+    from google.colab import drive
+
+    drive.mount("/content/drive")
+    return Path("/content/drive/MyDrive/dm-runs") / name
+
+
+def drive_data_root() -> Optional[Path]:
+    """On Colab: Google Drive mounted, and ``MyDrive/dm-data``, where the
+    notebooks keep their downloaded data sets when they keep their runs on
+    Drive, so a new virtual machine after a disconnect downloads nothing
+    again; elsewhere None."""
+    folder = drive_folder("")
+    return None if folder is None else folder.parent / "dm-data"
