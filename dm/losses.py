@@ -1,53 +1,23 @@
-r"""Losses as designed derivatives.
+r"""Losses as designed derivatives (Wang et al., arXiv:1905.11233).
 
-Each module is called as ``loss(logits, targets)`` with ``logits`` of shape
-``[B, C]`` (any floating dtype, any device) and ``targets`` an int64 tensor of
-shape ``[B]`` holding class indices.
-
-Every loss here has a derivative with respect to an example's logits ``z`` of
-the form ``w(p) * d``, where ``p`` is the softmax probability of the labelled
-class, ``w(p)`` the example's weight (`dm.weights`) and
-
-.. math:: d = \tfrac12 \bigl(\mathrm{softmax}_{\neg y}(z) - \mathrm{onehot}(y)\bigr),
-          \qquad \lVert d \rVert_1 = 1,
-
-CCE's direction ``softmax(z) - onehot(y)`` scaled to unit L1 norm
-(``softmax_{not y}`` is the softmax over the other classes, equal to
-``softmax(z)_j / (1 - p)`` for ``j != y``). So each module computes its value
-and its gradient from closed forms rather than by differentiating the value:
-that is Derivative Manipulation's point of view (Wang et al.,
-arXiv:1905.11233), and it keeps the gradient exact where the textbook route
-divides or subtracts rounded numbers. Internally ``p`` and ``pbar = 1 - p``
-are both computed from the logits in float32 (float64 for float64 logits),
-from ``z_y`` and the log-sum-exp ``s`` of the other classes' logits
-(``p = sigmoid(z_y - s)``, ``pbar = sigmoid(s - z_y)``, `_terms`): ``pbar`` is
-the other classes' total probability, so it stays exact as p -> 1 in float32
-and bfloat16, and nothing divides by it. One softmax over the other classes
-gives both ``s`` and the direction, which backward scales row by row. The value is
-returned in that compute dtype (float32 for float16 and bfloat16 logits); the
-gradient in the logits' dtype.
-
-Class weights: every module takes an optional ``weight``, one non-negative
-finite number ``c_k`` per class (at least one > 0), with the meaning of
-``torch.nn.CrossEntropyLoss(weight=...)``: example i's value and gradient are
-multiplied by ``c_{y_i}``, and where a loss divides by the batch (a mean, a
-normalisation) it divides by the batch's total ``sum_i c_{y_i}`` instead of
-by ``B``. It is a buffer named ``weight`` that keeps the precision it was
-given: a floating tensor or NumPy array keeps its dtype (a float32 one stays
-float32), a list of Python floats or any integers become float64. Forward
-casts it to the compute dtype, so in float64 the weights are exactly those
-given, as in ``torch.nn.CrossEntropyLoss``. Like any buffer (and like
-torch's), it moves with ``.to(device)`` and is cast by the module's dtype
-casts (``.double()``, ``.half()``, ...); a loss needs none of those, since
-forward casts the weight to the compute dtype. A float64 weight that does not survive the cast to float32 (an entry above
-float32's range, or every entry below it) is an error when the logits are
-computed in float32 and ``check_inputs=True``; with float64 logits it is
-used as given.
-
-Input checks: shapes and dtypes are always checked. Finite logits and targets
-in range are checked when ``check_inputs=True`` (the default); reading those
-values costs a device synchronisation, so a training loop that has validated
-its data can pass ``check_inputs=False`` and its step then has no host sync.
+Each module is called as ``loss(logits, targets)``, with ``logits`` of shape
+``[B, C]`` (any floating dtype, any device) and ``targets`` int64 class indices
+of shape ``[B]``. No module differentiates its value: each loss's derivative
+with respect to an example's logits ``z`` is ``w(p) * d``, with ``p`` the
+softmax probability of the labelled class ``y``, ``w(p)`` the example's weight
+(`dm.weights`) and ``d = (softmax_{not y}(z) - onehot(y)) / 2`` CCE's
+direction at unit L1 norm (``softmax_{not y}``: the softmax over the other
+classes). The modules compute in float32 (float64 for float64 logits) and
+return the value in that dtype, the gradient in the logits' dtype.
+``weight``: optional per-class weights ``c_k`` (finite, >= 0, one > 0) with the
+meaning of ``torch.nn.CrossEntropyLoss(weight=...)``: example i's value and
+gradient are multiplied by ``c_{y_i}``, and a division by the batch size ``B``
+becomes one by ``sum_i c_{y_i}``; a buffer, kept in the precision given.
+``check_inputs``: shapes and dtypes are always checked; finite logits, targets
+in range and a float64 ``weight`` that fits float32 (for logits computed in
+float32) only when it is true (the default), as reading values costs a device
+sync. How the terms and the weights are computed: chapter 6, section "Inside
+dm.losses".
 """
 
 from __future__ import annotations
@@ -73,17 +43,13 @@ class _Terms(NamedTuple):
 
 
 def _terms(logits: torch.Tensor, targets: torch.Tensor) -> _Terms:
-    """p, pbar = 1 - p, log p and CCE's direction, computed without autograd,
-    for logits [..., C] and targets [...] (the terms then have shape [...]).
-
-    One softmax over the *other* classes (the labelled logit set to -inf)
-    gives the direction and ``s``, the log-sum-exp of the other classes'
-    logits: its largest entry is ``exp(top - s)``, ``top`` the largest other
-    logit, and lies in [1/(C-1), 1], so ``s = top - log(largest entry)`` is
-    exact to rounding. With ``b = z_y - s = log(p / (1 - p))``,
-    ``p = sigmoid(b)``, ``pbar = sigmoid(-b)`` and ``log p = logsigmoid(b)``:
-    each exact at either end, with no subtraction of rounded probabilities.
-    """
+    """p, pbar = 1 - p, log p and CCE's direction (`_Terms`), computed without
+    autograd in float32 (float64 for float64 logits), for logits [..., C] and
+    targets [...] (the terms then have shape [...]). One softmax over the other
+    classes gives the direction and their log-sum-exp ``s``; with
+    ``b = z_y - s``, ``p = sigmoid(b)``, ``pbar = sigmoid(-b)`` and
+    ``log p = logsigmoid(b)``, each exact at either end. Why: chapter 6,
+    section "Inside dm.losses"."""
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     z = logits.detach().to(dtype)
     index = targets.unsqueeze(-1)
@@ -316,39 +282,28 @@ class DN(nn.Module):
     r"""Derivative normalisation of a loss (paper eq. 8; the "-DN" rows of its
     tables).
 
-    Each example keeps its loss's gradient direction; its weight ``w_i`` is
-    divided by the batch's total, so the gradient for example i is
-    ``w_i / sum_j w_j * d_i`` and the L1 norms of the batch's gradients sum to
-    one (see `DMLoss` for why that scale fits the paper's learning rates).
-    The normaliser is a constant for the backward pass, as in the authors'
-    layer. If every weight in the batch is exactly zero (all p in {0, 1} for
-    MAE, say) the sum is clamped to the smallest normal float, so the
-    gradient is zero rather than 0/0.
+    The gradient for example i is ``w_i / sum_j w_j * d_i``: the wrapped loss's
+    direction, and its weight ``w_i`` (times the class weight ``c_{y_i}``, if
+    the loss has one) over the batch's total, a constant for backward. So the
+    L1 norms of the batch's gradients sum to one; a batch whose weights are all
+    exactly zero (all p in {0, 1} for MAE, say) gets a zero gradient. The
+    value, for logging (its autograd gradient is not the one backward
+    returns), is the wrapped loss's batch mean (with class weights,
+    ``sum_i c_{y_i} L_i / sum_j c_{y_j}``), so ``DN(CCE())`` logs like
+    ``CCE()``; ``reduction="none"`` returns its terms (``L_i / B``), whose
+    *sum* has the designed gradient.
 
-    The value returned is the wrapped loss's batch mean, so logs of ``DN(CCE())``
-    read like those of ``CCE()``. It is for logging: its own autograd gradient
-    is not the one backward returns. ``reduction="none"`` returns the
-    per-example terms ``L_i / B``, whose *sum* has the designed gradient.
-
-    If the wrapped loss has a class weight ``c``, each example's weight is
-    ``c_{y_i} w_i`` before normalising (the meaning of torch's ``weight``, as
-    in `DMLoss`), and the value is its weighted mean
-    ``sum_i c_{y_i} L_i / sum_j c_{y_j}``.
-
-    ``distributed``: under `torch.nn.parallel.DistributedDataParallel` each
-    process sees a slice of the global batch. With ``distributed=False`` (the
-    default) each process normalises over its own slice, so each slice's
-    gradients sum to one and DDP averages them: a different method from
-    normalising over the global batch. With ``distributed=True`` the
-    normaliser ``sum_j w_j`` (and the value's ``B`` or ``sum_j c_{y_j}``) is
-    the global batch's, summed over the default process group's N processes
-    by one all-reduce (a constant for backward), and each example's gradient
-    is multiplied by N, so that DDP's average of the N processes' gradients is
-    exactly the gradient of one process on the concatenated batch. The value
-    is then N times this process's share of the global batch's value; its
-    mean over the processes is the global batch's value. It needs an
-    initialised default process group (``torch.distributed.init_process_group``,
-    e.g. under ``torchrun``); with one process it equals ``distributed=False``.
+    ``distributed=True`` (under `torch.nn.parallel.DistributedDataParallel`):
+    the normaliser (and the value's ``B`` or ``sum_j c_{y_j}``) is the global
+    batch's, summed over the default process group's N processes by one
+    all-reduce, and each example's gradient is multiplied by N, so that DDP's
+    average is exactly one process's gradient on the whole batch; the value is
+    then N times this process's share. With one process it equals the default,
+    which normalises each process's slice on its own (a different method).
+    Raises TypeError if ``loss`` is not a `CCE`, `MAE`, `MSE`, `GCE` or `SL`,
+    TypeError or ValueError for a bad ``reduction`` or input, RuntimeError for
+    ``distributed=True`` without an initialised default process group. DDP in
+    practice: the how-to page, section "Under DDP: distributed=True".
     """
 
     def __init__(self, loss: _LogitLoss, reduction: str = "mean", *, distributed: bool = False):
@@ -384,97 +339,42 @@ class DN(nn.Module):
 
 class DMLoss(nn.Module):
     r"""Derivative Manipulation, paper eq. 7 with eq. 12's weight and
-    derivative normalisation over the batch.
-
-    No loss is differentiated. The gradient for example i is
+    derivative normalisation over the batch. No loss is differentiated: the
+    gradient for example i is
 
     .. math:: g_i = \frac{w_i}{\sum_j w_j}\,
                     \frac{2(1 - p_i)}{2(1 - p_i) + \epsilon}\, d_i,
               \qquad w_i = \exp\bigl(\beta\, p_i^{\lambda} (1 - p_i)\bigr),
 
-    with ``d_i`` CCE's direction at unit L1 norm, so ``||g_i||_1`` is example
-    i's normalised DM weight times ``2(1-p)/(2(1-p)+eps)``.
-
-    ``eps``: with ``eps=0`` this is eq. 7 exactly (magnitude ``w_i``). DM's
-    weight does not vanish as p -> 1 (``w(1) = 1``), so then the push on
-    examples the model already fits never stops and the logits grow without
-    bound (chapter 5 of the book measures it). The default ``1e-6`` is the
-    authors' Caffe layer's: ``UnifiedWeightLossLayer<Dtype>::Backward_cpu``
-    divides CCE's gradient by ``2 - 2 * prob_data[...] + Dtype(1e-6)``
-    (XinshaoAmosWang/DerivativeManipulation:
-    ``DerivativeManipulation_Code/CaffeMex_UnifiedWeight_V01/src/caffe/layers/unified_weight_loss_layer.cpp``,
-    line 202, commit c53f8e7; the same file is in
-    XinshaoAmosWang/Improving-Mean-Absolute-Error-against-CCE under
-    ``IMAE_Code/``, commit 5f39760; both repositories removed it in May
-    2020). The push fades once ``1 - p`` is near ``eps``.
-
-    Where `dm` differs from the authors' code: `dm` uses eq. 12 exactly,
-    ``p^lam`` with no shift, and computes ``1 - p`` as the other classes'
-    total probability. Both of the authors' codes form ``1 - p`` by
-    subtracting the rounded softmax probability from 1 (exactly 0 in float32
-    once p rounds to 1; chapter 5 of the book). Their Caffe layer computes
-    the weight as ``2.718281828^(scale * p^lamda_p * (1 - p))`` from
-    ``(1 - prob_data[...])`` (lines 117-121 and 185-189 of the file above,
-    through the header's ``softmaxT(x, T, base) = pow(base, T * x)``) and
-    starts the batch sum of the weights at ``Dtype(1e-8)`` (line 110).
-    Their later PyTorch code divides by ``2.0 * (1.0 - p_i) + 1e-8`` and
-    takes the weight as
-    ``torch.exp(dm_beta * (1.0 - p_i) * torch.pow(p_i + 1e-8, dm_lambda))``,
-    i.e. ``(p + 1e-8)^lam`` (XinshaoAmosWang/ProSelfLC-AT:
-    ``src/proselflc/trainer/trainer_cnn_vision.py``, lines 263-280 at commit
-    363b037; also XinshaoAmosWang/DeepCriticalLearning:
-    ``src/proselflc/trainer/trainer_cnn_vision_derivedgrad.py``, lines
-    353-374 at commit 17fb603, which adds ``1e-8`` to each weight as well).
-
-    Scale: the weights are normalised to sum to one over the batch (computed
-    as a softmax of ``beta p^lam (1-p)``, so a large ``beta`` cannot
-    overflow), so the L1 norms of the batch's gradients sum to at most one
-    (exactly one while every ``1 - p_i >> eps``). Mean-reduced CCE's sum to
-    the batch mean of ``2 (1 - p_i)``: about 2 at initialisation, shrinking as
-    the model fits. This sum-to-one scale is the one the authors' layer uses
-    with the paper's learning rates (SGD, lr 0.1 on CIFAR), so those rates
-    carry over unchanged; a per-example mean would make every step B times
-    smaller.
-
-    Value: the DM-weighted cross entropy ``sum_i w_i (-log p_i) / sum_j w_j``,
-    as the authors' layer reports; it is on CCE's scale and meaningful to
-    log, but it is not the loss whose gradient backward returns (DM has no
-    such loss in closed form; chapter 5). ``reduction="none"`` returns the
-    per-example terms ``w_i (-log p_i) / sum_j w_j``, whose *sum* has the
-    designed gradient.
-
-    ``beta < 0`` is allowed: the weight then grows with p, favouring easy
-    examples (e.g. ``lam=0, beta=-0.52``).
-
+    with ``d_i`` CCE's direction at unit L1 norm, so the L1 norms of the
+    batch's gradients sum to at most one (exactly one while every
+    ``1 - p_i >> eps``). ``eps=0`` is eq. 7 exactly; the default ``1e-6``, the
+    authors' Caffe layer's, fades the push on examples the model fits
+    (``1 - p`` near ``eps``), which DM's weight alone (``w(1) = 1``) never
+    stops. ``lam >= 0``; ``beta < 0`` inverts the ranking (with ``lam=0`` the
+    weight then grows with p, favouring easy examples, e.g. ``beta=-0.52``).
     ``weight``: optional per-class weight ``c`` with the meaning of
-    ``torch.nn.CrossEntropyLoss(weight=...)``: it multiplies each example's
-    weight before the batch normalisation,
-    ``w_i' = c_{y_i} exp(beta p_i^lam (1 - p_i))``, normalised to
-    ``w_i' / sum_j w_j'`` (still a softmax, of ``beta p^lam (1-p) + log c_y``),
-    and the value becomes ``sum_i w_i' (-log p_i) / sum_j w_j'``. Class weight
-    times example weight is the hierarchical (class x example) weighting the
-    authors suggested in their rebuttal (Wang et al., arXiv:1905.11233, CVPR
-    2021 rebuttal). An example whose class weight is 0 gets exactly zero
-    gradient; a batch whose examples all have class weight 0 gets a zero
-    gradient and value 0.
+    ``torch.nn.CrossEntropyLoss(weight=...)``, multiplying ``w_i`` by
+    ``c_{y_i}`` before the normalisation: an example of class weight 0 gets
+    exactly zero gradient, and a batch of such examples alone a zero gradient
+    and value 0.
 
-    ``distributed``: under `torch.nn.parallel.DistributedDataParallel` (e.g.
-    ``torchrun``) each process sees a slice of the global batch. With
-    ``distributed=False`` (the default) each process normalises over its own
-    slice, so each slice's gradients sum to one and DDP averages them: an
-    example's share is its weight over its slice's total, which changes the
-    method. Use ``distributed=True`` with DDP: the normaliser is then the
-    global batch's ``sum_j w_j`` over the default process group's N
-    processes (its log-sum-exp, from an all-reduce MAX of the log weights and
-    an all-reduce SUM of their exponentials less that maximum, so a large
-    ``beta`` cannot overflow; a constant for backward), and each example's
-    gradient is multiplied by N, so that DDP's average of the N processes'
-    gradients is exactly the gradient of one process on the concatenated
-    batch. The value (and ``reduction="none"``'s terms) is then N times this
-    process's share of the global batch's value; its mean over the processes
-    is the global batch's value. It needs an initialised default process
-    group (``torch.distributed.init_process_group``); with one process it
-    equals ``distributed=False`` to float rounding.
+    The value, for logging, is the DM-weighted cross entropy
+    ``sum_i w_i (-log p_i) / sum_j w_j``: on CCE's scale, but not the loss
+    whose gradient backward returns. ``reduction="none"`` returns its terms,
+    whose *sum* has the designed gradient. ``distributed=True`` (under
+    `torch.nn.parallel.DistributedDataParallel`) normalises over the global
+    batch of the default process group's N processes and multiplies each
+    example's gradient by N, so that DDP's average is exactly one process's
+    gradient on the whole batch; the value (and the terms) is then N times
+    this process's share, and with one process it equals ``distributed=False``
+    to float rounding. Raises TypeError or ValueError for a bad argument or
+    input, RuntimeError for ``distributed=True`` without an initialised
+    default process group.
+
+    The authors' code and where `dm` differs from it: chapter 6, section
+    "dm.DMLoss and the authors' code". The learning rate, ``eps`` and DDP in
+    practice: the how-to page, "Pitfalls".
     """
 
     hyperparameters = ("lam", "beta", "eps")
@@ -542,7 +442,8 @@ def make(method: str, *, lam: float = 0.0, beta: float = 0.0, q: float = 0.7,
     losses that normalise over the batch (`DMLoss`, `DN`): under
     DistributedDataParallel they then normalise over the global batch. The
     others are plain means, which DDP's averaging of gradients already makes
-    the global batch's mean, so they need nothing."""
+    the global batch's mean, so they need nothing. Raises ValueError for a
+    ``method`` not in `METHODS`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "DM":

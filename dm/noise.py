@@ -111,38 +111,19 @@ def _rate(rate) -> float:
 
 
 def symmetric(labels, rate: float, num_classes: int, seed: int, exact: bool = True):
-    """Symmetric label noise at rate ``rate`` (the paper's r): exactly
-    ``round(rate * N)`` labels, chosen uniformly at random without
-    replacement, are each changed to one of the *other* ``num_classes - 1``
-    classes, uniformly. So the realised noise rate is ``round(rate * N) / N``
-    exactly. With two classes "another class" is the opposite label.
+    """Symmetric label noise at rate ``rate`` (the paper's r), for labels in
+    [0, ``num_classes``).
 
-    The authors' public code has both this and the ``exact=False`` variant:
-
-    * their PyTorch generator flips an exact count, ``int(rate * N)``, each
-      label to a uniformly drawn other class (XinshaoAmosWang/DeepCriticalLearning:
-      ``src/proselflc/slices/datain/datasets/cifar100dataset.py``, lines
-      90-110 at commit 17fb603:
-      ``self.noise_num = int(self.symmetric_noise_rate * sample_num)`` after
-      ``random.shuffle``, then ``noisy_label_options.pop(self.targets[idx])``;
-      the same in XinshaoAmosWang/ProSelfLC-AT, lines 80-100 of that file at
-      commit 363b037). ``int`` rounds down where ``round`` rounds to
-      nearest; for CIFAR's 50,000 labels at the paper's rates the two counts
-      agree.
-    * their Matlab script for the CIFAR-100 data flips each label
-      independently with probability ``rate``, to one of the other 99
-      classes uniformly (XinshaoAmosWang/DerivativeManipulation:
-      ``DerivativeManipulation_Code/CIFAR100_Data_Toolkit/train_data_preparationV2_noise_0_4.m``,
-      lines 11 and 24-28: ``rng(123)``, ``if rand() < noise_prob``, the true
-      label removed from the candidates, one drawn by ``randperm``; commit
-      baf25e4, removed in May 2020; one such file per rate, 0.2 to 0.6, and
-      the same files under ``IMAE_Code/`` in
-      XinshaoAmosWang/Improving-Mean-Absolute-Error-against-CCE). Its
-      realised rate is only close to ``rate``. ``exact=False`` gives this
-      variant (with NumPy's generator, so not the script's labels).
-
-    A third variant, common elsewhere, redraws the label from *all* classes:
-    some "flips" keep the label, so the real rate is ``rate * (C - 1) / C``.
+    ``exact=True``: exactly ``round(rate * N)`` labels, chosen uniformly at
+    random without replacement, are each changed to one of the *other*
+    ``num_classes - 1`` classes, uniformly (with two classes, the opposite
+    label), so the realised noise rate is ``round(rate * N) / N`` exactly.
+    ``exact=False``: each label is changed in that way independently, with
+    probability ``rate``; the realised rate is only close to ``rate``. Raises
+    TypeError or ValueError for labels that are not 1-D integer class indices
+    in range, a ``rate`` outside [0, 1) or ``num_classes`` < 2. The two
+    variants against the authors' generators: chapter 8, section "dm.noise and
+    the authors' noise scripts".
     """
     num_classes = _num_classes(num_classes)
     rate = _rate(rate)
@@ -196,31 +177,15 @@ def asymmetric_cifar100(labels, rate: float, seed: int, exact: bool = True):
     within each of the 20 superclasses, two of its five subclasses are picked
     at random and their labels are swapped into each other with probability
     ``rate``. Only 40 of the 100 classes are touched, so the overall realised
-    rate is about ``0.4 * rate``.
-
-    The superclasses are CIFAR-100's own coarse labels
-    (`CIFAR100_FINE_TO_COARSE`), as the paper's authors use them. Some public
-    code (the SL and Active-Passive-Losses repositories) groups consecutive
-    fine labels 0-4, 5-9, ... instead; those are alphabetical, not
-    superclasses.
+    rate is about ``0.4 * rate``. The superclasses are CIFAR-100's own coarse
+    labels (`CIFAR100_FINE_TO_COARSE`), as the paper's authors use them.
 
     ``exact=True`` (the default) relabels exactly ``round(rate * n_c)``
-    examples of each chosen subclass ``c``, as the authors' scripts do: their
-    Matlab script takes the first ``floor(noise_prob * sizeA)`` images of each
-    of the two subclasses after shuffling the training set
-    (XinshaoAmosWang/DerivativeManipulation:
-    ``DerivativeManipulation_Code/CIFAR100_Data_Toolkit/AsymmetricCIFAR100_SL_Version.m``,
-    lines 3-14 and 40-52, commit baf25e4), their PyTorch generator the first
-    ``int(rate * len(index_list))`` (XinshaoAmosWang/DeepCriticalLearning:
-    ``src/proselflc/slices/datain/datasets/cifar100dataset.py``, lines
-    130-145 at commit 17fb603); both use CIFAR-100's own coarse labels.
-    For CIFAR-100's 500 images per class and the paper's rates the three
-    counts agree.
-    ``exact=False`` flips each of those images independently with probability
-    ``rate``. (The authors' other Matlab script,
-    ``train_data_preparationV2_asymmetric.m`` beside it, flips each label with
-    probability ``rate`` to any other subclass of its superclass: a different
-    noise, not offered here.)
+    examples of each chosen subclass ``c``; ``exact=False`` flips each of them
+    independently with probability ``rate``. Raises as `symmetric` does. The
+    authors' scripts: chapter 8, section "dm.noise and the authors' noise
+    scripts"; public code that groups consecutive fine labels instead: chapter
+    8, section "Table 1, reproduced".
     """
     rate = _rate(rate)
     clean = _labels_to_numpy(labels, 100)

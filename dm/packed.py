@@ -1,27 +1,16 @@
 r"""Several losses at once, on the logits of K models stacked as ``[K, B, C]``.
 
-`dm.experiments.digits` trains a grid of small models side by side (their parameters
-stacked, their forward passes batched matrix products). Calling K loss modules one after another then costs
-K times each module's fixed overhead per step, which for a small network is
-most of the step. `Stacked` computes the terms of all K models' logits at
-once (`dm.losses._terms`: p, 1 - p, log p and the direction), then each kind
-of loss's weights and values: the losses of one class (all `DMLoss`, all
-`GCE`, all ``DN(CCE)``, ...) together, with their hyper-parameters as
-``[K_g, 1]`` tensors that broadcast over the batch; one backward pass scales
-all K directions. The formulas are the modules' own
-(`dm.weights` and the classes of `dm.losses`), so model k's gradient is the
-one ``losses[k](logits[k], targets[k])`` gives, to float rounding (reductions
-over a ``[K, B]`` tensor may add in another order).
-
-Members that `Stacked` cannot vectorise (a class weight, ``distributed=True``,
-``reduction="none"``, a module from elsewhere) are called one by one, so any
-list of losses works; a distributed member then all-reduces its own
-normaliser over the processes, as it does alone.
-
-A pack's state follows one rule (`split_state`, `join_states`): each tensor
-is its K members' tensors concatenated along dim 0. `dm.models.resnet.PackedResNet`
-and the trainers' checkpoints (`dm.training.loop.fit`) keep to it, so a packed
-model's or optimizer's state cuts into K states of runs of their own.
+`Stacked` evaluates K loss modules in one pass for K models trained side by
+side (`dm.experiments.digits.train_pack`), where calling them one after another would cost K
+times each module's fixed overhead per step; model k's gradient is the one
+``losses[k](logits[k], targets[k])`` gives, to float rounding. Members it
+cannot vectorise (a class weight, ``distributed=True``, a module from
+elsewhere) are called one by one, so any list of losses works. A pack's state
+follows one rule (`split_state`, `join_states`): each tensor is its K members'
+tensors concatenated along dim 0. `dm.models.resnet.PackedResNet` and the trainers'
+checkpoints (`dm.training.loop.fit`) keep to it, so a packed model's or
+optimizer's state cuts into K states of runs of their own. How `Stacked`
+vectorises: chapter 6, section "Inside dm.losses".
 """
 
 from __future__ import annotations
@@ -70,7 +59,10 @@ class Stacked(nn.Module):
     returns a ``[K]`` tensor whose entry k is ``losses[k](logits[k],
     targets[k])``; the backward pass of its sum gives each model its own
     loss's designed gradient. Input checks are the members' own
-    (``check_inputs``), done once for the whole stack.
+    (``check_inputs``), done once for the whole stack; a distributed member
+    all-reduces its own normaliser, as it does alone. Raises ValueError for a
+    member with ``reduction="none"``, TypeError or ValueError in forward for
+    logits or targets of the wrong shape, dtype or values.
     """
 
     def __init__(self, losses: Sequence[nn.Module]):

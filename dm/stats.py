@@ -1,22 +1,14 @@
 """The book's rule for claims about training: a mean over seeds, and its
 standard error.
 
-A seeded training run's numbers depend on the CPU it runs on: PyTorch picks
-its kernels by the CPU's vector extensions (AVX-512, AVX2, or the scalar
-``ATEN_CPU_CAPABILITY=default``), and their rounding differs. One run's
-outcome, or "in every seed" of a few, can flip on another machine. So a
-claim about training rests on several seeds: `paired` gives the mean of the
-per-seed differences between two methods that share each seed's data,
-initialisation and batches, with its standard error, and `mean_se` the same
-for one set of numbers. `Estimate.t` is the mean in standard errors.
-
-The book's evidence rule (:ref:`evidence-rule`, the page "The evidence
-rule") says how ``t`` is used: a difference is stated where ``|t|`` is about
-3.5 or more on the machine that built the page, and asserted as ``t > 2``
-(or ``t < -2``), so that another CPU's rounding cannot cross the line while
-the sentence stands; a smaller ``|t|`` is reported with its number and no
-verdict (between 2 and about 3.5, as leaning one way), and no chapter or
-test asserts an absence (``|t| < 2``).
+A seeded run's numbers depend on the CPU's vector kernels, so a claim about
+training rests on several seeds: `paired` gives the mean of the per-seed
+differences between two methods that share each seed's data, initialisation
+and batches, with its standard error, and `mean_se` the same for one set of
+numbers. `Estimate.t` is the mean in standard errors; `reading` says what the
+book's evidence rule lets a page say of an estimate, by the thresholds
+`STATE_T` and `ASSERT_T`. The rule and why it is needed: :ref:`evidence-rule`
+(the page "The evidence rule").
 """
 
 from __future__ import annotations

@@ -1,24 +1,18 @@
 r"""Example weights as closed-form functions of p.
 
-Notation (Wang et al., "Derivative Manipulation for General Example
-Weighting", arXiv:1905.11233): ``z`` are an example's logits, ``p`` the softmax
-probability of its *labelled* class, and an example's **weight** is the L1 norm
-of the loss's derivative with respect to the logits,
-
-.. math:: w = \lVert \partial L / \partial z \rVert_1 .
-
-For every loss here that derivative is ``a(p) * (softmax(z) - onehot(y))``
-for some scalar ``a(p) >= 0``, and ``||softmax(z) - onehot(y)||_1 = 2(1 - p)``,
-so ``w = 2 (1 - p) a(p)``: the direction is CCE's and only the magnitude
-differs. Derivations: chapters 2-4 of the book.
-
-Every function accepts a Python float, a NumPy array (or anything
-``numpy.asarray`` takes) or a torch tensor, and returns the same kind
-(a float, a NumPy array, a tensor of the same device and floating dtype).
-``p`` must lie in [0, 1]. The private ``_name(p, pbar, ...)`` forms take
-``pbar = 1 - p`` separately: `dm.losses` computes ``pbar`` from the logits,
-which stays exact as p -> 1 where ``1 - p`` computed from a rounded ``p`` does
-not. (``q`` is GCE's exponent throughout, as in the GCE paper.)
+An example's **weight** (Wang et al., "Derivative Manipulation for General
+Example Weighting", arXiv:1905.11233) is the L1 norm of the loss's derivative
+with respect to its logits ``z``, ``w = ||dL/dz||_1``, a function of ``p``,
+the softmax probability of its *labelled* class. For every loss here
+``dL/dz = a(p) (softmax(z) - onehot(y))`` with ``a(p) >= 0``, so
+``w = 2 (1 - p) a(p)``. Every function takes a Python float, a NumPy array
+(or anything ``numpy.asarray`` takes) or a torch tensor, and returns the same
+kind (a tensor of the same device and floating dtype). They raise
+ValueError for a ``p`` outside [0, 1] or a parameter out of its range,
+TypeError for a bool or non-real one. The private ``_name(p, pbar, ...)``
+forms take ``pbar = 1 - p`` separately: `dm.losses` computes it from the
+logits, where it stays exact as p -> 1 (``1 - p`` from a rounded ``p`` does
+not). ``q`` is GCE's exponent throughout. Derivations: chapters 2 to 4.
 """
 
 from __future__ import annotations
@@ -112,10 +106,9 @@ def cce(p):
 
 def mae(p):
     r"""Mean absolute error as the paper defines it, ``L = 1 - p``:
-    ``w = 2 p (1 - p)``.
-
-    (The textbook ``||softmax - onehot||_1 = 2 (1 - p)`` has twice this weight;
-    chapter 2 of the book compares the two.)"""
+    ``w = 2 p (1 - p)``: half the weight of the textbook
+    ``||softmax - onehot||_1`` (chapter 2, section "The textbook MAE and
+    MSE")."""
     return _with_kind(_mae, p)
 
 
@@ -134,11 +127,9 @@ def gce(p, q):
 def sl(p, alpha, beta, A=-4.0):
     r"""Symmetric cross entropy, ``L = alpha * CCE + beta * RCE``, where
     ``RCE = -sum_k p_k log y_k`` with the one-hot label's ``log 0 = A < 0``,
-    so ``RCE = -A (1 - p)``: ``w = 2 (1 - p) (alpha - A beta p)``.
-
-    The SL paper uses ``A = -4``; its code clamps the one-hot label at 1e-4,
-    i.e. ``A = log(1e-4)``. Chapter 3 of the book derives this and checks
-    the authors' rebuttal formula against it."""
+    so ``RCE = -A (1 - p)``: ``w = 2 (1 - p) (alpha - A beta p)``;
+    ``alpha, beta >= 0``. The SL paper's ``A`` (-4, and its code's
+    ``log(1e-4)``) and the derivation: chapter 3 of the book."""
     alpha = _checks.nonnegative("alpha", alpha)
     beta = _checks.nonnegative("beta", beta)
     return _with_kind(_sl, p, alpha, beta, _checks.log_zero(A))
@@ -152,16 +143,13 @@ def dm(p, lam, beta):
     r"""DM's weight, paper eq. 12: ``w = exp(beta * p^lam * (1 - p))``.
 
     ``lam >= 0`` sets the emphasis mode ``lam / (lam + 1)`` (the p that gets
-    the largest weight when ``beta > 0``); ``beta`` sets the emphasis
-    variance, how much the examples' weights differ (the largest over the
-    smallest is ``exp(|beta| * max_p p^lam (1 - p))``): 0 weights every
-    example alike, a larger ``beta > 0`` favours the examples near the mode
-    more strongly. The weights are ordered by ``g(p) = p^lam (1 - p)``, not by
-    the distance from the mode: for ``beta < 0`` the smaller ``g``, the larger
-    the weight, so p = 0 and p = 1 (``g = 0``, for ``lam > 0``) weigh most and
-    the mode least; e.g. with ``lam = 0.5, beta = -8`` (mode 1/3), p = 0.9
-    gets 0.468 and p = 0 gets 1 although p = 0.9 is further from the mode.
-    Chapter 4 of the book derives all of this."""
+    the largest weight when ``beta > 0``); real ``beta`` sets the emphasis
+    variance (the largest weight over the smallest is
+    ``exp(|beta| * max_p p^lam (1 - p))``; ``beta = 0`` weights every example
+    alike). The weights are ordered by ``g(p) = p^lam (1 - p)``, not by the
+    distance from the mode: for ``beta < 0`` the mode weighs least and
+    ``g = 0`` (p = 0 and p = 1, for ``lam > 0``) most. Chapter 4 of the book
+    derives all of this, with an example."""
     lam = _checks.nonnegative("lam", lam)
     beta = _checks.real("beta", beta)
     return _with_kind(_dm, p, lam, beta)
