@@ -66,10 +66,10 @@ import dm.data.cifar
 import dm.experiments.cifar
 import dm.experiments.tables
 import dm.hardware
-import dm.training.step
-import dm.packed
 import dm.models.resnet
+import dm.packed
 import dm.training.runs
+import dm.training.step
 
 DATASET = "cifar100"
 NUM_CLASSES = dm.data.cifar.NUM_CLASSES[DATASET]

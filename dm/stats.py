@@ -67,9 +67,9 @@ ASSERT_T = 2.0
 
 def reading(estimate: Estimate) -> str:
     """What the evidence rule lets a page say of ``estimate``: "ahead" or
-    "behind" (|t| >= `STATE_T`), "leaning ahead" or "leaning behind"
-    (`ASSERT_T` <= |t| < `STATE_T`), else "not resolved" (never "no
-    difference": a small |t| proves no absence)."""
+    "behind" (``|t| >= STATE_T``), "leaning ahead" or "leaning behind"
+    (``ASSERT_T <= |t| < STATE_T``), else "not resolved" (never "no
+    difference": a small ``|t|`` proves no absence)."""
     t = estimate.t
     side = "ahead" if t > 0 else "behind"
     if abs(t) >= STATE_T:

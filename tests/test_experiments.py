@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from dm import losses
-from dm.report import banners
-from dm.data import cifar
 from dm import cli
+from dm import losses
+from dm.data import cifar
 from dm.experiments import cifar as ex
-from dm.training import step
 from dm.experiments import notebook, tables
+from dm.report import banners, paper
+from dm.training import step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -451,7 +451,7 @@ def test_presets_differ_only_where_the_authors_files_say(tmp_path):
     diff = ex.preset_differences("cifar100")
     fields = {row[0] for row in diff}
     assert fields == {"weight_decay", "sampler", "augment", "shortcut", "init", "batchnorm", "bias_lr_mult"}
-    for field, paper, code, source in diff:
+    for field, _, _, source in diff:
         assert source and source.startswith("DerivativeManipulation_Code/"), field
     assert ex.AUTHORS_CIFAR100.weight_decay == 5e-4 and ex.AUTHORS_CIFAR100.augment == "authors"
     # CIFAR-10: 32 classes a batch cannot come from 10, so its batches are uniform.
@@ -461,7 +461,7 @@ def test_presets_differ_only_where_the_authors_files_say(tmp_path):
     assert ex.preset("authors", "cifar10") is ex.AUTHORS_CIFAR10_RESNET56
     with pytest.raises(ValueError, match="'caffe'"):
         ex.preset("caffe")
-    assert "| `augment` | `'pad4'` | `'authors'` |" in ex.preset_differences_markdown()
+    assert "| `augment` | `'pad4'` | `'authors'` |" in paper.preset_differences_markdown()
 
 
 def test_authors_preset_runs_resumes_and_doubles_the_bias_rate(tmp_path):

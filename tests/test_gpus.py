@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dm.experiments import cifar as ex
-import dm.training.gpus as gpus
 import dm.report.paper
+import dm.training.gpus as gpus
+from dm.experiments import cifar as ex
 
 MEASURED = Path(__file__).resolve().parents[1] / "benchmarks" / "measured"
 

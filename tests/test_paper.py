@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from dm.experiments import authors
 from dm.data import cifar
+from dm.experiments import authors
 from dm.experiments import cifar as experiments
-from dm.report import paper
 from dm.experiments import tables
+from dm.report import paper
 
 ROWS_OF_TABLE1 = ["CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN",
                   "DM (beta = 0)", "DM (lambda = 0)", "DM (lambda = 0.5)", "DM (lambda = 1)"]

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from dm.experiments import cifar as experiments
-from dm.report import paper
 from dm.experiments import tables
+from dm.report import paper
 
 from test_paper import fake_result, grid
 

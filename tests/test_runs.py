@@ -3,17 +3,18 @@ IMDB trainers are tested through them in test_experiments and test_sentiment).""
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from dm.data import cache
 from dm import hardware
-from dm.experiments import notebook
-from dm.training import runs
+from dm.data import cache
 from dm.data import samplers
+from dm.experiments import notebook
 from dm.training import loop
+from dm.training import runs
 from dm.training.step import Step
 
 
@@ -26,7 +27,7 @@ class Toy:
         return f"toy_seed{self.seed}"
 
 
-def toy_run(config, out, stop_at=None, loss_value=None):
+def toy_run(config, out, stop_at=None, loss_value=None, check_finite=True):
     torch.manual_seed(config.seed)
     model = torch.nn.Linear(3, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -49,7 +50,8 @@ def toy_run(config, out, stop_at=None, loss_value=None):
     out.mkdir(parents=True, exist_ok=True)
     trained = loop.fit(Step(model, optimizer, loss), [loop.Member(config.name(), dataclasses.asdict(config), out)],
                        batch=batch, lr=lambda it: 0.1 / (1 + it), evaluate=evaluate, iterations=config.iterations,
-                       eval_every=4, checkpoint_every=3, measures=("test_accuracy", "unused"), stop_at=stop_at)
+                       eval_every=4, checkpoint_every=3, measures=("test_accuracy", "unused"), stop_at=stop_at,
+                       check_finite=check_finite)
     return (None if trained is None else trained[0]), model
 
 
@@ -80,6 +82,12 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path):
 def test_a_non_finite_loss_stops_the_run(tmp_path):
     with pytest.raises(FloatingPointError, match="toy_seed0: training loss is (inf|nan) at iteration 4"):
         toy_run(Toy(), tmp_path, loss_value=float("inf"))
+
+
+def test_a_study_of_divergence_records_the_non_finite_loss(tmp_path):
+    trained, _ = toy_run(Toy(), tmp_path / "kept", loss_value=float("inf"), check_finite=False)
+    assert trained.history["iteration"] == [4, 8, 12]
+    assert all(not math.isfinite(value) for value in trained.history["train_loss"])
 
 
 def test_finish_and_load_result(tmp_path):

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from dm import losses
 from dm import cli
+from dm import losses
 from dm.data import imdb
-from dm.report import paper
 from dm.data import paragraph_vectors as pv
-from dm.training import runs
 from dm.experiments import imdb as st
 from dm.experiments import tables
 from dm.models.mlp import mlp
+from dm.report import paper
+from dm.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["CCE", "GCE", "MAE", "MSE", "CCE-DN", "GCE-DN", "MAE-DN", "MSE-DN", "DM"]

@@ -37,7 +37,7 @@ from . import notebook
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "AUTHORS_CIFAR100",
     "AUTHORS_CIFAR10_RESNET56", "PRESETS", "AUTHORS_SOURCES", "preset", "preset_differences",
-    "preset_differences_markdown", "estimate_seconds", "estimate_selection", "make_loss", "lr_at",
+    "estimate_seconds", "estimate_selection", "make_loss", "lr_at",
     "training_labels", "labels_sha256", "run", "run_packed", "PACKABLE_FIELDS", "pack_difference", "packs",
     "select_on_validation", "smoke_config", "notebook_setup", "NotebookSetup", "run_all",
 ]
@@ -196,14 +196,6 @@ def preset_differences(dataset: str = "cifar100") -> list:
     return [(f.name, getattr(paper, f.name), getattr(code, f.name), AUTHORS_SOURCES[f.name])
             for f in dataclasses.fields(Config) if getattr(paper, f.name) != getattr(code, f.name)]
 
-
-def preset_differences_markdown(dataset: str = "cifar100") -> str:
-    """`preset_differences` as a Markdown table."""
-    lines = ["| `Config` field | paper's text | authors' code | source (in the authors' repository) |",
-             "| :--- | :--- | :--- | :--- |"]
-    lines += [f"| `{field}` | `{paper!r}` | `{code!r}` | {source} |"
-              for field, paper, code, source in preset_differences(dataset)]
-    return "\n".join(lines)
 
 def make_loss(config: Config, distributed: bool = False) -> torch.nn.Module:
     """The loss module of ``config.method`` (`dm.losses.make`; input checks

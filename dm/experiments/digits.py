@@ -84,7 +84,8 @@ def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
     (constant ``lr``; batches: `dm.data.samplers.epoch_batches` of ``seed``).
 
     Returns ``{"model": ..., "step": [...], <each of HISTORY>: [...]}``, one
-    entry per ``record_every`` steps and at the end (`measure`)."""
+    entry per ``record_every`` steps and at the end (`measure`). A run that
+    diverges is recorded, not stopped: chapter 5 measures divergence."""
     model = mlp(hidden, seed, bound)
     step = Step(model, _sgd(model.parameters(), lr, momentum, weight_decay), loss)
     batch = epoch_batches(seed, len(data.y_train), batch_size, "cpu")
@@ -95,7 +96,7 @@ def train(loss: nn.Module, data: Digits, steps: int = 3000, lr: float = 0.1,
 
     (trained,) = fit(step, [Member(f"digits {loss}", {})], batch=examples, lr=lambda it: lr,
                      evaluate=lambda done: [measure(model, data)], iterations=steps,
-                     eval_every=record_every, measures=HISTORY)
+                     eval_every=record_every, measures=HISTORY, check_finite=False)
     return {"model": model, "step": trained.history["iteration"],
             **{name: trained.history[name] for name in HISTORY}}
 
@@ -230,7 +231,7 @@ def _train_pack(learners, steps=1000, lr=0.01, momentum=0.9, weight_decay=0.0, b
                 packed.Stacked([learner.loss for learner in learners]), members=len(learners))
     members = [Member(f"learner {k}", {}) for k in range(len(learners))]
     fit(step, members, batch=grid.batch, lr=lambda it: lr, evaluate=record, iterations=steps,
-        eval_every=steps, eval_at=record_at, measures=())
+        eval_every=steps, eval_at=record_at, measures=(), check_finite=False)
     return model.unstack(), records
 
 

@@ -79,6 +79,7 @@ class PackedMLP(nn.Module):
         self.names = names
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``[B, inputs]`` or ``[K, B, inputs]`` -> the K models' logits ``[K, B, classes]``."""
         w = self.weights
         logits = torch.matmul(inputs, w[0].mT) + w[1][:, None]
         if self.hidden:

@@ -30,7 +30,7 @@ from ..experiments import tables
 __all__ = [
     "BLANK", "NOT_RECORDED", "TABLE9_MEASURES", "is_full", "data_copy",
     "table1_cells", "table9_cells", "table9_measures",
-    "table1_markdown", "table9_markdown", "table1_beta_markdown", "table1_beta_sources_markdown",
+    "table1_markdown", "table9_markdown", "preset_differences_markdown", "table1_beta_markdown", "table1_beta_sources_markdown",
     "authors_logs_markdown", "table5_cells", "table5_markdown", "imbalance_markdown", "DEGENERATE",
     "RESULT_TABLES", "load_results", "Group", "Sorted", "sort_results", "results_markdown",
     "runs_markdown", "left_out_markdown", "Comparison", "table5_comparisons", "comparisons_markdown",
@@ -232,6 +232,16 @@ def table9_markdown(results: Iterable[dict] = (), base: Config = experiments.PAP
 def _beta_rows() -> list:
     return [name for name in table1_rows()
             if tables.TABLE1_ROWS[name]["method"] == "DM" and "beta" not in tables.TABLE1_ROWS[name]]
+
+
+def preset_differences_markdown(dataset: str = "cifar100") -> str:
+    """`dm.experiments.cifar.preset_differences` of ``dataset`` as a Markdown table."""
+    lines = ["| `Config` field | paper's text | authors' code | source (in the authors' repository) |",
+             "| :--- | :--- | :--- | :--- |"]
+    lines += [f"| `{field}` | `{paper!r}` | `{code!r}` | {source} |"
+              for field, paper, code, source in experiments.preset_differences(dataset)]
+    return "\n".join(lines)
+
 
 
 def table1_beta_markdown() -> str:

@@ -68,7 +68,7 @@ def fit(step: Step, members: Sequence[Member], *, batch: Callable[[int], tuple],
         lr: Callable[[int], float], evaluate: Callable[[int], list], iterations: int, eval_every: int,
         checkpoint_every: Optional[int] = None, measures: Sequence[str] = ("test_accuracy",),
         eval_at: Sequence[int] = (), progress: bool = False, stop_at: Optional[int] = None,
-        extra_state: Optional[dict] = None) -> Optional[list]:
+        extra_state: Optional[dict] = None, check_finite: bool = True) -> Optional[list]:
     """Train iterations ``0 .. iterations - 1`` of ``step``'s K members,
     resumed from their checkpoints if they have any, and return one
     `Trained` per member (None when stopped by ``stop_at``).
@@ -111,12 +111,13 @@ def fit(step: Step, members: Sequence[Member], *, batch: Callable[[int], tuple],
             bar.update(1)
         is_eval = done % eval_every == 0 or done in eval_at or done == iterations
         is_checkpoint = (done % checkpoint_every == 0 and done < iterations) or done == stop_at
-        if not (is_eval or is_checkpoint):
+        stopping = stop_at is not None and stop_at <= done < iterations
+        if not (is_eval or is_checkpoint or stopping):
             continue
         synchronize(device)
         pause = time.perf_counter()
         if is_eval:
-            _record(state, members, evaluate(done), done, lr(done - 1))
+            _record(state, members, evaluate(done), done, lr(done - 1), check_finite)
             if bar is not None:
                 _show(bar, state, measures, first_evaluation, t0, pause, paused, done, iterations, eval_every)
             first_evaluation = False
@@ -124,7 +125,7 @@ def fit(step: Step, members: Sequence[Member], *, batch: Callable[[int], tuple],
             now = time.perf_counter()
             _save(state, members, step, extra, done, now - t0, paused + now - pause)
         paused += time.perf_counter() - pause
-        if stop_at is not None and done >= stop_at and done < iterations:
+        if stopping:
             return _close(bar, None)
     synchronize(device)
     elapsed, k = time.perf_counter() - t0, len(members)
@@ -133,9 +134,9 @@ def fit(step: Step, members: Sequence[Member], *, batch: Callable[[int], tuple],
                         in zip(state.histories, state.walls, state.overheads, state.segments, state.devices)])
 
 
-def _record(state: _Progress, members, measured: list, done: int, lr: float) -> None:
-    """Append one evaluation to every member's history; raise on a
-    non-finite training loss."""
+def _record(state: _Progress, members, measured: list, done: int, lr: float, check_finite: bool) -> None:
+    """Append one evaluation to every member's history; with
+    ``check_finite``, raise on a non-finite training loss."""
     means = (state.loss_sums / max(state.loss_count, 1)).tolist()
     for member, history, values, mean in zip(members, state.histories, measured, means):
         history["iteration"].append(done)
@@ -143,7 +144,7 @@ def _record(state: _Progress, members, measured: list, done: int, lr: float) -> 
         history["train_loss"].append(mean)
         for key, value in values.items():
             history[key].append(value)
-        if not math.isfinite(mean):
+        if check_finite and not math.isfinite(mean):
             raise FloatingPointError(f"{member.name}: training loss is {mean} at iteration {done}")
     state.loss_sums.zero_()
     state.loss_count = 0
