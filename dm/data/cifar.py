@@ -1,29 +1,14 @@
-"""CIFAR-10 and CIFAR-100: loading, the paper's splits, and augmentation on the GPU.
+"""CIFAR-10 and CIFAR-100: loading, the paper's splits, and two input pipelines on the device.
 
-`load` reads the data set through ``torchvision.datasets`` (downloading it on
-first use into a cache folder when ``download=True``) and returns it as uint8
-NumPy arrays. The trainer then keeps the whole training set on the device as
-one ``[N, 3, 32, 32]`` uint8 tensor; `augment` (pad 4, random 32x32 crop,
-horizontal flip) and `normalize` work on whole batches there, so no per-image
-Python runs in the training loop.
-
-The DM authors' own CIFAR pipeline (their public Matlab code,
-``pre_pro_process/utils/process_imgdataint8.m``) is here too, as batched tensor
-operations: `authors_square` (crop to the content box, resize keeping the aspect
-ratio, pad with white to 36x36) runs once per data set; `authors_augment` (flip,
-random 32x32 crop), `authors_test_crop` and `normalize_authors` (BGR, mean
-subtraction only) run on batches.
-
-`fabricate` writes a tiny data set in CIFAR's official pickle layout, with
-class-dependent colours so a network can learn something from it. Tests and
-the notebooks' smoke mode load it through the same torchvision code as the
-real data, with the fabricated files' md5 sums passed as ``checksums`` (the
-real download's checksums are never weakened).
-
-A data set is identified by what it holds (`content_digest`), not by its
-files' bytes: files that are not the official ones are accepted only when
-their content is a known copy (`COPIES`, e.g. the JPEG copy of CIFAR-10), and
-`Cifar.identity` says which data a run saw.
+`load` reads a data set through ``torchvision.datasets`` into uint8 NumPy arrays and identifies it
+by what it holds (`content_digest`), not by its files' bytes: files that are not the official ones
+are read only when they are a known copy (`COPIES`), and `Cifar.identity` says which data a run saw.
+The trainer keeps the data set on the device as uint8 ``[N, 3, 32, 32]``; `augment` and `normalize`
+(the paper's pipeline) and `authors_square`, `authors_augment`, `authors_test_crop` and
+`normalize_authors` (the authors' Matlab one; `Inputs` chooses) work on whole batches there, with no
+per-image Python. `fabricate` writes a tiny data set in the official pickle layout for the tests and
+the notebooks' smoke mode. The authors' pipeline against their code: chapter 8, section "dm.data and
+the authors' Matlab code".
 """
 
 from __future__ import annotations
@@ -69,8 +54,9 @@ class Cifar(NamedTuple):
         return NUM_CLASSES[self.name]
 
     def identity(self) -> dict:
-        """Which data a run saw, for its ``result.json``: ``{"dataset", "copy",
-        "content_sha256", "description"}``, e.g. copy "JPEG copy" with the
+        """Which data a run saw, as its ``result.json`` records it.
+
+        ``{"dataset", "copy", "content_sha256", "description"}``, e.g. copy "JPEG copy" with the
         description "CIFAR-10, JPEG copy, content digest 1a2b3c4d…"."""
         title = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[self.name]
         return {"dataset": self.name, "copy": self.copy, "content_sha256": self.digest,
@@ -78,11 +64,11 @@ class Cifar(NamedTuple):
 
 
 def content_digest(x_train, y_train, x_test, y_test) -> str:
-    r"""The content digest of a CIFAR data set: sha256 of the four lines
-    ``<part>\t<sha256 of its bytes>\n`` for ``train images``, ``train labels``,
-    ``test images`` and ``test labels``, in that order; images as C-ordered
-    uint8 ``[N, 3, 32, 32]``, labels as little-endian int64 ``[N]``. It does
-    not depend on how the files were pickled or packed."""
+    r"""The content digest of a CIFAR data set (64 hex digits), whatever its files' packing.
+
+    sha256 of the four lines ``<part>\t<sha256 of its bytes>\n`` for ``train images``,
+    ``train labels``, ``test images`` and ``test labels``, in that order; images as C-ordered uint8
+    ``[N, 3, 32, 32]``, labels as little-endian int64 ``[N]``."""
     parts = {"train images": np.ascontiguousarray(x_train, dtype=np.uint8),
              "train labels": np.ascontiguousarray(y_train, dtype="<i8"),
              "test images": np.ascontiguousarray(x_test, dtype=np.uint8),
@@ -95,10 +81,9 @@ def content_digest(x_train, y_train, x_test, y_test) -> str:
 # Copies of the data that are not the official files but are accepted by
 # their content: (data set, content digest) -> the copy's name.
 COPIES = {
-    # CIFAR-10 re-encoded as JPEG at quality 75 (a public copy), written in the
-    # official python layout by the project machines' converter
-    # (cifar10_jpeg_to_python.py): training images in the official order, test
-    # images in a fixed shuffled order. Real images, not the official pixels.
+    # CIFAR-10 re-encoded as JPEG at quality 75 (a public copy) in the official
+    # python layout: real images, not the official pixels (chapter 9, section
+    # "Real images on a CPU").
     ("cifar10", "53a54189f28393fea6d4e36fb5074f791bfd4e5ecffcb1f669e28398b7c4df9a"): "JPEG copy",
 }
 
@@ -111,9 +96,10 @@ def _check_name(name: str) -> str:
 
 def torchvision_dataset(name: str, root=None, train: bool = True, checksums: Optional[dict] = None,
                         download: bool = False, transform=None):
-    """torchvision's own ``CIFAR10``/``CIFAR100`` dataset (PIL images, for a
-    plain ``DataLoader``), with `load`'s ``checksums`` override; the benchmark
-    compares the trainer against it."""
+    """torchvision's own ``CIFAR10``/``CIFAR100`` dataset, with `load`'s ``checksums`` override.
+
+    PIL images, for a plain ``DataLoader`` (the benchmark compares the trainer against it). Raises
+    ValueError for an unknown ``name`` or ``checksums`` that lack a file's md5."""
     name = _check_name(name)
     root = Path(root) if root is not None else default_root()
     return _torchvision_class(name, checksums)(str(root), train=train, download=download,
@@ -149,17 +135,17 @@ def _unchecked_class(name: str):
 
 
 def load(name: str, root=None, download: bool = False, checksums: Optional[dict] = None) -> Cifar:
-    """Load CIFAR-10 or CIFAR-100 with ``torchvision.datasets``.
+    """Load CIFAR-10 or CIFAR-100 with ``torchvision.datasets`` as a `Cifar` of NumPy arrays.
 
     ``root`` defaults to `dm.data.cache.default_root`. ``download=True`` fetches the official
-    archive on first use (torchvision checks its md5). Files whose md5s are
-    not the official ones are read only when their content (`content_digest`)
-    is a known copy (`COPIES`), e.g. the JPEG copy of CIFAR-10 written in the
-    python layout; any other content raises `RuntimeError` naming its digest.
-    ``checksums`` (file name -> md5) replaces torchvision's expected md5s:
-    only for archives made by `fabricate`. For CIFAR-100 the pickles' coarse
-    labels are checked against `dm.noise.CIFAR100_FINE_TO_COARSE`, the table
-    the asymmetric noise uses.
+    archive on first use (torchvision checks its md5). Files whose md5s are not the official ones
+    are read only when their content (`content_digest`) is a known copy (`COPIES`), e.g. the JPEG
+    copy of CIFAR-10 written in the python layout. ``checksums`` (file name -> md5) replaces
+    torchvision's expected md5s: only for archives made by `fabricate`. For CIFAR-100 the pickles'
+    coarse labels are checked against `dm.noise.CIFAR100_FINE_TO_COARSE`, the table the asymmetric
+    noise uses. Raises ValueError for an unknown ``name``; RuntimeError for missing or corrupted
+    files, for any other content (naming its digest) and for coarse labels that disagree with the
+    table.
     """
     name = _check_name(name)
     root = Path(root) if root is not None else default_root()
@@ -198,11 +184,11 @@ def _not_found(name: str, root: Path, error: Exception) -> str:
 
 
 def _official_or_copy(name: str, root: Path, download: bool):
-    """(train, test, copy, digest, arrays): the official files if their md5s
-    are right; else a known copy (`COPIES`) by its content, with the arrays
-    its digest was computed from (`_arrays`); else, with ``download``, the
-    official files fetched anew. Digest and arrays are None where not yet
-    computed. Anything else raises."""
+    """The official files, else a known copy, else (with ``download``) the official files anew.
+
+    Returns (train, test, copy, digest, arrays): a known copy (`COPIES`, by its content) comes with
+    the arrays its digest was computed from (`_arrays`); digest and arrays are None where not yet
+    computed. Anything else raises RuntimeError."""
     try:
         train, test = _datasets(_torchvision_class(name, None), root, False)
         return train, test, "official", None, None
@@ -237,9 +223,10 @@ def _datasets(cls, root: Path, download: bool):
 
 
 def split_train_val(labels: np.ndarray, val_fraction: float, seed: int):
-    """Indices ``(train, val)``: a seeded split stratified by ``labels``, with
-    ``round(val_fraction * n_c)`` examples of each class ``c`` in ``val``
-    (the paper's 80/20 split is ``val_fraction=0.2``)."""
+    """Sorted indices ``(train, val)`` of a seeded split stratified by ``labels``.
+
+    ``round(val_fraction * n_c)`` examples of each class ``c`` go to ``val`` (the paper's 80/20
+    split is ``val_fraction=0.2``). Raises ValueError unless ``0 <= val_fraction < 1``."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction!r}")
     rng = np.random.default_rng(seed)
@@ -256,9 +243,11 @@ def split_train_val(labels: np.ndarray, val_fraction: float, seed: int):
 
 def augment(images: torch.Tensor, generator: Optional[torch.Generator] = None,
             pad: int = 4, flip: bool = True) -> torch.Tensor:
-    """The paper's augmentation on a whole uint8 batch ``[B, C, H, W]``: pad
-    ``pad`` zero pixels on each side, crop a random ``H x W`` window, and flip
-    horizontally with probability 1/2. One gather, no per-image Python."""
+    """The paper's augmentation of a uint8 batch ``[B, C, H, W]``: pad, random crop, flip.
+
+    Pads ``pad`` zero pixels on each side, crops a random ``H x W`` window and (with ``flip``) flips
+    horizontally with probability 1/2, each image with its own draws from ``generator`` on the
+    images' device. Returns uint8 ``[B, C, H, W]``; one gather, no per-image Python."""
     b, _, h, w = images.shape
     device = images.device
     padded = F.pad(images, (pad, pad, pad, pad))
@@ -275,8 +264,10 @@ def augment(images: torch.Tensor, generator: Optional[torch.Generator] = None,
 
 
 def normalize(images: torch.Tensor, name: str) -> torch.Tensor:
-    """uint8 ``[B, 3, H, W]`` -> float32, scaled to [0, 1] and standardised
-    with the data set's channel means and standard deviations."""
+    """Standardise a uint8 batch ``[B, 3, H, W]`` into float32 with data set ``name``'s statistics.
+
+    Scaled to [0, 1], less the channel means `MEAN`, divided by the standard deviations `STD`.
+    Raises ValueError for an unknown ``name``."""
     mean, std = _statistics(_check_name(name), images.device)
     return (images.float() / 255.0 - mean) / std
 
@@ -294,19 +285,15 @@ def _statistics(name: str, device: torch.device):
     return _STATISTICS[key]
 
 
-# --- the authors' own pipeline (their Matlab code) -----------------------------
-# DerivativeManipulation_Code/*/pre_pro_process/utils/process_imgdataint8.m with
-# train.m's crop_padding = 4, force_square_size = 36, cropped_size = 32.
+# --- the authors' own pipeline (their Matlab code; chapter 8) ------------------
 
-# Subtracted from channels 1, 2, 3 *after* the RGB -> BGR reorder, i.e. from B,
-# G, R (the numbers are CIFAR's usual R, G, B means; the code applies them so).
+# Subtracted from B, G, R, after the RGB -> BGR reorder.
 AUTHORS_MEAN_BGR = (125.3, 123.0, 113.9)
 _AUTHORS_SQUARE = 36          # force_square_size = 32 + 4
 _AUTHORS_CROP = 32            # cropped_size
 _AUTHORS_CHUNK = 4096         # images per batched step of authors_square (bounds memory)
-# rgb2gray's weights as Matlab's rgb2gray.m computes them (the first row of the
-# inverse NTSC matrix; documented rounded as 0.2989, 0.5870, 0.1140), times 1e15,
-# so the "gray < 250" test is exact integer arithmetic on any device.
+# Matlab's rgb2gray weights times 1e15: the "gray < 250" test in exact integer
+# arithmetic on any device.
 _GRAY_E15 = (298936021293775, 587043074451121, 114020904255103)
 
 
@@ -323,17 +310,11 @@ def _check_images(images, what: str, size: Optional[int] = None) -> None:
 
 
 def _content_box(dark: torch.Tensor, length: int, margin: int):
-    """``[start, stop)`` of each row of the mask ``dark [N, length]``: the
-    Matlab box, or the whole axis where nothing is dark.
+    """``[start, stop)`` of each row of the mask ``dark [N, length]``: the authors' content box.
 
-    Matlab (1-based): ``lo = max(0, min(i) - m)``, ``hi = min(L, max(i) + m)``,
-    then ``imcrop(img, [lo, ., hi - lo + 1, .])``. imcrop's rectangle is in
-    spatial coordinates: it keeps pixels ``round(lo) .. round(lo + hi - lo + 1)
-    = lo .. hi + 1``, clamped to ``1 .. L`` (``lo = 0`` becomes 1). With
-    0-based ``i0 = i - 1`` that is ``max(1, min(i0) + 1 - m) .. min(L, max(i0)
-    + m + 2)`` 1-based inclusive, i.e. 0-based end-exclusive
-    ``[max(0, min(i0) - m), min(L, max(i0) + m + 2))``: one more pixel after
-    the box than before it."""
+    ``[max(0, first - margin), min(length, last + margin + 2))`` for the row's first and last True
+    (one pixel more after the box than before it, as Matlab's imcrop keeps); the whole axis where
+    nothing is dark. Derivation: chapter 8, section "dm.data and the authors' Matlab code"."""
     found = dark.any(1)
     first = dark.to(torch.uint8).argmax(1)                       # the first True
     last = length - 1 - dark.flip(1).to(torch.uint8).argmax(1)   # the last True
@@ -343,8 +324,7 @@ def _content_box(dark: torch.Tensor, length: int, margin: int):
 
 
 def _cubic(x: torch.Tensor, a: float) -> torch.Tensor:
-    """Keys' cubic convolution kernel with parameter ``a`` (Matlab's imresize:
-    -0.5; torch's bicubic: -0.75)."""
+    """Keys' cubic convolution kernel with parameter ``a`` (imresize: -0.5; torch's: -0.75)."""
     x = x.abs()
     near = ((a + 2) * x - (a + 3)) * x * x + 1
     far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
@@ -352,10 +332,11 @@ def _cubic(x: torch.Tensor, a: float) -> torch.Tensor:
 
 
 def _resize_matrix(start, stop, long, size: int, length: int, a: float, dtype):
-    """Along one axis of ``length`` pixels, for each box ``[start, stop)``:
-    the ``[size, length]`` matrix of imresize's bicubic resize of the box by
-    ``size / long``, the picture put ``floor(missing / 2)`` positions in, and
-    a ``[size]`` mask of the positions on the picture (the others are white
+    """imresize's bicubic resize of each box along one axis, padded, as a matrix and a mask.
+
+    Along an axis of ``length`` pixels, for each box ``[start, stop)``: the ``[size, length]``
+    matrix that resizes the box by ``size / long`` and puts the picture ``floor(missing / 2)``
+    positions in, and a ``[size]`` mask of the positions on the picture (the others are white
     padding; their rows of the matrix are 0)."""
     device = start.device
     extent = stop - start
@@ -411,27 +392,20 @@ def _square_chunk(images: torch.Tensor, size: int, margin: int, white_threshold:
 
 def authors_square(images: torch.Tensor, *, size: int = _AUTHORS_SQUARE, margin: int = 4,
                    white_threshold: int = 250) -> torch.Tensor:
-    """The authors' deterministic steps, uint8 ``[N, 3, H, W]`` -> uint8
-    ``[N, 3, size, size]``, on the images' device, batched (``_AUTHORS_CHUNK``
-    images per step).
+    """Square each image as the authors' Matlab code does: crop to its content, resize, pad white.
 
-    Per image: the content box is the pixels whose ``rgb2gray`` (Matlab's
-    0.298936 R + 0.587043 G + 0.114021 B, rounded to uint8; exact integer
-    arithmetic) is below ``white_threshold``, widened by
-    ``margin`` (0-based, end-exclusive: rows ``[max(0, rmin - margin),
-    min(H, rmax + margin + 2))``, likewise columns: imcrop keeps one extra pixel
-    on the right and bottom; see `_content_box`); the whole image if no pixel
-    is below the threshold (Matlab would fail). The box is resized with
-    imresize's bicubic (Keys ``a = -0.5``, pixel-centre mapping, one scale
-    ``size / long side`` on both axes, edge pixels of the box replicated, no
-    antialiasing as the scale is above 1) so its long side is ``size`` and its
-    short side ``ceil(short * size / long)`` (Matlab's rounding), then padded
-    with 255 to ``size``: ``floor(missing / 2)`` before, the rest after.
-
-    Unlike Matlab, which keeps the resized picture in single precision, the
-    result is rounded and clamped to 0..255 (at most half a grey level, plus
-    bicubic overshoot at sharp edges). Images larger than ``size`` (which
-    imresize would antialias) are refused."""
+    uint8 ``[N, 3, H, W]`` -> uint8 ``[N, 3, size, size]`` on the images' device, batched
+    (``_AUTHORS_CHUNK`` images per step). Per image, the content box is the pixels whose grey level
+    (Matlab's ``rgb2gray``, rounded to uint8; exact integer arithmetic) is below
+    ``white_threshold``, widened by ``margin``: rows
+    ``[max(0, rmin - margin), min(H, rmax + margin + 2))``, likewise columns (`_content_box`); the
+    whole image if no pixel is that dark. The box is resized bicubically (Keys ``a = -0.5``, pixel
+    centres mapped, one scale ``size / long side`` on both axes, the box's edge pixels replicated)
+    to long side ``size`` and short side ``ceil(short * size / long)``, padded with 255 to ``size``
+    (``floor(missing / 2)`` before, the rest after), rounded and clamped to 0..255. Raises
+    ValueError for images that are not uint8 ``[N, 3, H, W]`` or are larger than ``size`` (no
+    antialiasing), and for ``size < 1`` or ``margin < 0``. Each step against Matlab's: chapter 8,
+    section "dm.data and the authors' Matlab code"."""
     _check_images(images, "images")
     n, _, h, w = images.shape
     if size < 1 or margin < 0:
@@ -447,12 +421,13 @@ def authors_square(images: torch.Tensor, *, size: int = _AUTHORS_SQUARE, margin:
 
 
 def authors_augment(squares: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """The authors' training step on `authors_square` output, uint8
-    ``[B, 3, 36, 36]`` -> ``[B, 3, 32, 32]``: flip horizontally with
-    probability 1/2, *then* crop the 32x32 window at 0-based offsets ``dy, dx``
-    uniform in {0, 1, 2, 3} (Matlab's ``ceil(rand * (36 - 32))``, 1..4), each
-    image its own flip and offsets drawn from ``generator`` on the squares'
-    device. One gather."""
+    """The authors' random training crop of `authors_square` output: flip, then crop 32x32.
+
+    uint8 ``[B, 3, 36, 36]`` -> ``[B, 3, 32, 32]``: each square flipped horizontally with
+    probability 1/2, *then* cropped at 0-based offsets ``dy, dx`` uniform in {0, 1, 2, 3}, its own
+    flip and offsets drawn from ``generator`` on the squares' device; one gather. Raises ValueError
+    for other shapes or dtypes. Matlab's draw: chapter 8, section "dm.data and the authors' Matlab
+    code"."""
     _check_images(squares, "squares", _AUTHORS_SQUARE)
     b, device = squares.shape[0], squares.device
     s, c = _AUTHORS_SQUARE, _AUTHORS_CROP
@@ -467,22 +442,23 @@ def authors_augment(squares: torch.Tensor, generator: Optional[torch.Generator] 
 
 
 def authors_test_crop(squares: torch.Tensor) -> torch.Tensor:
-    """The authors' test crop, uint8 ``[N, 3, 36, 36]`` -> ``[N, 3, 32, 32]``:
-    the window at 0-based offset 1 in each axis (img_center_crop's
-    ``ceil(0.5 * (36 - 32)) = 2``, 1-based), one pixel off the exact centre."""
+    """The authors' test crop: the 32x32 window at 0-based offset 1 of each 36x36 square.
+
+    uint8 ``[N, 3, 36, 36]`` -> ``[N, 3, 32, 32]``, one pixel off the exact centre, where Matlab's
+    img_center_crop puts it (chapter 8, section "dm.data and the authors' Matlab code"). Raises
+    ValueError for other shapes or dtypes."""
     _check_images(squares, "squares", _AUTHORS_SQUARE)
     offset = 1                     # img_center_crop: ceil(0.5 * (36 - 32)) = 2, 1-based
     return squares[:, :, offset:offset + _AUTHORS_CROP, offset:offset + _AUTHORS_CROP].contiguous()
 
 
 def normalize_authors(images: torch.Tensor) -> torch.Tensor:
-    """The authors' normalisation, uint8 ``[B, 3, H, W]`` (RGB) -> float32
-    ``[B, 3, H, W]`` in BGR order minus `AUTHORS_MEAN_BGR` (125.3 from B,
-    123.0 from G, 113.9 from R); no scaling to [0, 1], no division by a
-    standard deviation (values in [-125.3, 141.1]). Matlab's following
-    ``permute(img, [2, 1, 3])`` only turns its column-major array into Caffe's
-    row-major blob; it does not transpose the picture, so it has no
-    counterpart here."""
+    """The authors' normalisation: RGB to BGR, less `AUTHORS_MEAN_BGR`, nothing else.
+
+    uint8 ``[B, 3, H, W]`` (RGB) -> float32 ``[B, 3, H, W]`` in BGR order, less 125.3 from B, 123.0
+    from G and 113.9 from R; no scaling to [0, 1], no division by a standard deviation (values in
+    [-125.3, 141.1]). Raises ValueError for images that are not uint8 ``[B, 3, H, W]``. Matlab's
+    step by step: chapter 8, section "dm.data and the authors' Matlab code"."""
     _check_images(images, "images")
     return images.flip(1).float() - _authors_mean(images.device)
 
@@ -514,18 +490,19 @@ def _pictures(labels: np.ndarray, num_classes: int, rng) -> np.ndarray:
 
 def fabricate(root, name: str, n_train: int = 500, n_test: int = 100, seed: int = 0,
               archive: bool = False) -> dict:
-    """Write a tiny CIFAR-10/100 under ``root`` in the official pickle layout
-    (``cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta`` or
-    ``cifar-100-python/train, test, meta``; each batch a dict with ``data``
-    as uint8 ``[n, 3072]`` rows and its labels) and return the files' md5
-    sums, to pass to `load` as ``checksums``. Labels cycle through all
-    classes; CIFAR-100 coarse labels follow the real table.
+    """Write a tiny CIFAR-10/100 under ``root`` in the official pickle layout; return its md5s.
 
-    ``archive=True`` instead leaves only the packed archive the official
-    download fetches (``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz``),
-    its md5 under the key ``"archive"``: ``load(..., download=True)`` then
-    runs torchvision's download step, which finds the verified archive in
-    place (no network) and extracts it."""
+    ``cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta`` or
+    ``cifar-100-python/train, test, meta``; each batch a dict with ``data`` as uint8 ``[n, 3072]``
+    rows and its labels. Colours depend on the class, so a network can learn from the images; labels
+    cycle through all classes; CIFAR-100 coarse labels follow the real table. Returns {file name:
+    md5}, to pass to `load` as ``checksums`` (the official md5s are never weakened). Raises
+    ValueError for an unknown ``name``.
+
+    ``archive=True`` instead leaves only the packed archive the official download fetches
+    (``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz``), its md5 under the key ``"archive"``:
+    ``load(..., download=True)`` then runs torchvision's download step, which finds the verified
+    archive in place (no network) and extracts it."""
     name = _check_name(name)
     num_classes = NUM_CLASSES[name]
     rng = np.random.default_rng(seed)
@@ -580,11 +557,12 @@ AUGMENTS = ("pad4", "authors")
 
 
 class Inputs:
-    """The training and test-time input pipelines of data set ``name``, on
-    the device, as ``memory_format``: with ``augment="pad4"``, pad-4
-    augmentation and per-channel standardisation (the paper's text); with
-    "authors", the authors' squares (`authors_square`, made once), flip and
-    crop, and mean subtraction. Images are uint8 ``[N, 3, H, W]``."""
+    """The training and test-time input pipelines of data set ``name``, on the device.
+
+    ``augment="pad4"``: pad-4 augmentation and per-channel standardisation (the paper's text);
+    ``"authors"``: the authors' squares (`authors_square`, made once by `prepare`), flip and crop,
+    and mean subtraction. Images in are uint8 ``[N, 3, H, W]``; ``train`` and ``test`` return
+    float32 as ``memory_format``. Raises ValueError for an unknown ``name`` or ``augment``."""
 
     def __init__(self, name: str, augment: str, memory_format=torch.contiguous_format):
         if augment not in AUGMENTS:

@@ -1,28 +1,15 @@
-"""The Large Movie Review Dataset ("aclImdb", Maas et al. 2011) for the paper's
-sentiment experiment (Table 5).
+"""The Large Movie Review Dataset ("aclImdb", Maas et al. 2011) of the paper's Table 5.
 
-The official data set (A. L. Maas, R. E. Daly, P. T. Pham, D. Huang, A. Y. Ng,
-C. Potts, "Learning Word Vectors for Sentiment Analysis", ACL 2011) holds
-50,000 IMDb movie reviews, 25,000 for training and 25,000 for testing, each
-half positive (rated >= 7 of 10) and half negative (rated <= 4), plus 50,000
-unlabelled reviews. Its archive ``aclImdb_v1.tar.gz`` stores each review as a
-text file ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` (and
-``aclImdb/train/unsup/<id>_0.txt``) beside a vocabulary, bag-of-words files
-and a README, which are not read here.
-
-`download` fetches the archive once into a cache folder (`dm.data.cache.default_root`:
-``$DM_DATA`` or ``~/.cache/dm``), md5-verified and renamed into place only when
-complete. `load` checks the archive's md5 and reads the reviews straight out
-of the compressed archive (nothing is extracted to disk, so a cache folder
-never holds a half-extracted copy); a truncated or corrupted archive raises
-`CorruptArchiveError`. Reading a full-size fabricated archive (100,000 reviews
-of a few dozen words, 8 MB) takes under 3 s on one core; the real archive's
-reviews are longer (84 MB compressed), so expect somewhat longer (not measured).
-
-`fabricate` writes a tiny archive in the official layout whose positive and
-negative reviews use different words, so the same code can be tested, and a
-classifier smoke-run, without the real data. `imbalanced` draws the paper's
-imbalanced training sets (all positives, ``1/ratio`` as many negatives).
+50,000 IMDb reviews, 25,000 for training and 25,000 for testing, each half positive (rated
+>= 7 of 10) and half negative (rated <= 4), plus 50,000 unlabelled ones, stored in the archive
+``aclImdb_v1.tar.gz`` as ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` and
+``aclImdb/train/unsup/<id>_0.txt``. `download` fetches the archive once into
+`dm.data.cache.default_root` (``$DM_DATA`` or ``~/.cache/dm``); `load` reads the reviews straight
+out of the compressed archive (nothing is extracted to disk), accepts it by its md5 or by its
+reviews' content digest (`reviews_digest`), and raises `CorruptArchiveError` for anything else.
+`fabricate` writes a tiny archive in the official layout; `imbalanced` draws the paper's
+imbalanced training sets. The archive's other files, where the checksums come from and how long
+reading takes: chapter 10, section "The data and its paragraph vectors".
 """
 
 from __future__ import annotations
@@ -55,12 +42,10 @@ ARCHIVE = "aclImdb_v1.tar.gz"
 # A copy of the same reviews packed anew (without the bag-of-words files),
 # as the project's machines hold it; `load` looks for it when ARCHIVE is absent.
 REASSEMBLED = "aclImdb_v1.reassembled.tar.gz"
-# md5 of the official archive, as recorded by torchtext's IMDB dataset
-# (torchtext/datasets/imdb.py) and by other loaders of the same URL.
+# md5 of the official archive (its sources: chapter 10).
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 # The content digest (`reviews_digest`) of the official data set's 100,000
-# reviews. Computed on a copy rebuilt from three public copies that agree
-# file by file (see the book's chapter 10); an archive whose reviews give
+# reviews (how it was computed: chapter 10): an archive whose reviews give
 # this digest holds the official reviews, whatever its md5.
 REVIEWS_SHA256 = "89af12cafe99666ba1d026405213be16113ccedc30e370bf6cfb7a82db1be8c6"
 SIZES = {"train": 25_000, "test": 25_000, "unsup": 50_000}
@@ -74,8 +59,7 @@ _NAME = re.compile(r"(\d+)_(\d+)\.txt")
 
 
 class CorruptArchiveError(ValueError):
-    """The archive's md5 is not the expected one, or it cannot be decompressed
-    or read as a tar file (truncated or corrupted)."""
+    """An archive refused: the wrong md5 or reviews, or unreadable as a gzipped tar (truncated, corrupted)."""
 
 
 class Split(NamedTuple):
@@ -100,10 +84,11 @@ class Imdb(NamedTuple):
         return self.digest == REVIEWS_SHA256
 
     def identity(self) -> dict:
-        """Which data a run saw, for its ``result.json``: ``{"dataset", "copy",
-        "archive", "archive_md5", "content_sha256", "description"}``. ``copy`` is
-        "official archive", "reassembled copy" (another archive of the official
-        reviews), "fabricated" or "other" (reviews that are not the official ones)."""
+        """Which data a run saw, as its ``result.json`` records it.
+
+        ``{"dataset", "copy", "archive", "archive_md5", "content_sha256", "description"}``; ``copy``
+        is "official archive", "reassembled copy" (another archive of the official reviews),
+        "fabricated" or "other" (reviews that are not the official ones)."""
         if self.fabricated:
             copy = "fabricated"
         elif self.official:
@@ -116,12 +101,12 @@ class Imdb(NamedTuple):
 
 
 def download(root=None, url: str = URL, md5: Optional[str] = MD5, *, progress: bool = True) -> Path:
-    """Fetch the archive into ``root`` (default `default_root`) unless a copy
-    with the right md5 is already there, and return its path. The bytes go to
-    a temporary ``.part`` file beside the target, are md5-checked (``md5=None``:
-    not checked), then renamed into place, so the target is only ever a
-    complete, verified archive; on a mismatch or any failure the part file is
-    removed. ``progress`` shows a tqdm bar when the size is known."""
+    """Fetch the archive into ``root`` unless a copy with the right md5 is there; return its path.
+
+    ``root`` defaults to `default_root`. The bytes go to a temporary ``.part`` file beside the
+    target, are md5-checked (``md5=None``: not checked), then renamed into place, so the target is
+    only ever a complete, verified archive; on a mismatch (`CorruptArchiveError`) or any other
+    failure the part file is removed. ``progress`` shows a tqdm bar when the size is known."""
     root = Path(root) if root is not None else default_root()
     target = root / ARCHIVE
     if target.is_file() and (md5 is None or _file_md5(target) == md5):
@@ -162,13 +147,12 @@ _FABRICATED_MARK = "(FABRICATED by dm.data.imdb.fabricate"   # on the first line
 
 
 def reviews_digest(files) -> str:
-    r"""The content digest of a set of reviews: sha256 of the sorted lines
-    ``<path>\t<sha256 of the file's bytes>\n`` over every review's path
-    (``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` and
-    ``aclImdb/train/unsup/<id>_0.txt``). ``files``: {path: sha256 hex}. It
-    does not depend on how the archive was packed (order, times, owners,
-    compression, the other files), so two archives of the same reviews have
-    the same digest."""
+    r"""The content digest of a set of reviews (64 hex digits), whatever the archive's packing.
+
+    sha256 of the sorted lines ``<path>\t<sha256 of the file's bytes>\n`` over every review's path
+    (``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` and ``aclImdb/train/unsup/<id>_0.txt``);
+    ``files``: {path: sha256 hex}. Order, times, owners, compression and the other files play no
+    part, so two archives of the same reviews have the same digest."""
     lines = "".join(f"{path}\t{files[path]}\n" for path in sorted(files))
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
@@ -182,24 +166,21 @@ def _find(root: Path) -> Optional[Path]:
 
 def load(root=None, download: bool = False, md5: Optional[str] = MD5, url: str = URL,
          *, progress: bool = True) -> Imdb:
-    """Read the reviews from ``root/aclImdb_v1.tar.gz``, or else from
-    ``root/aclImdb_v1.reassembled.tar.gz`` (``root`` defaults to `default_root`,
-    i.e. ``$DM_DATA``).
+    """Read the reviews of the official archive, or of another archive of the same reviews.
 
-    Which data an archive holds is told by its reviews, not its bytes. With
-    the default ``md5=MD5`` an archive is accepted when its md5 is the
-    official archive's, or when its reviews' `reviews_digest` is the official
-    reviews' (`REVIEWS_SHA256`): a copy packed anew holds the same data. Any
-    other archive, truncated or altered, raises `CorruptArchiveError` naming
-    both checks. Another ``md5`` (e.g. `fabricate`'s) must match the archive's;
-    ``None`` checks nothing. ``download=True`` fetches the official archive
-    (see `download`) when none is found or the one found is refused.
+    Reads ``root/aclImdb_v1.tar.gz``, or else ``root/aclImdb_v1.reassembled.tar.gz`` (``root``
+    defaults to `default_root`, i.e. ``$DM_DATA``). With the default ``md5=MD5`` an archive is
+    accepted when its md5 is the official archive's, or when its reviews' `reviews_digest` is the
+    official reviews' (`REVIEWS_SHA256`): a copy packed anew holds the same data. Another ``md5``
+    (e.g. `fabricate`'s) must match the archive's; ``None`` checks nothing. ``download=True``
+    fetches the official archive (`download`) when none is found or the one found is refused.
 
-    The official reviews must number exactly `SIZES`, 12,500 per class in
-    train and test. Every labelled review's rating must agree with its folder
-    (pos >= 7, neg <= 4) and unsup ratings must be 0. Reviews are decoded as
-    UTF-8 and kept raw (``<br />`` tags and all); each split lists the
-    positive reviews, then the negative ones, each by numeric id."""
+    The official reviews must number exactly `SIZES`, 12,500 per class in train and test. Every
+    labelled review's rating must agree with its folder (pos >= 7, neg <= 4) and unsup ratings must
+    be 0. Reviews are decoded as UTF-8 and kept raw (``<br />`` tags and all); each split lists the
+    positive reviews, then the negative ones, each by numeric id. Raises FileNotFoundError where
+    there is no archive; `CorruptArchiveError` (naming both checks) for any other archive, truncated
+    or altered; ValueError for a wrong layout, name, rating or count."""
     root = Path(root) if root is not None else default_root()
     path = _find(root)
     if path is None and download:
@@ -244,8 +225,9 @@ def _load(path: Path, md5: Optional[str]) -> Imdb:
 
 
 def _read(path: Path, why: str = "") -> tuple:
-    """({(split, folder): {id: (rating, text)}}, `reviews_digest`, fabricated)
-    from the archive, streamed. ``why``: added to a corruption error."""
+    """Stream the archive: ({(split, folder): {id: (rating, text)}}, `reviews_digest`, fabricated).
+
+    ``why``: added to a corruption error."""
     found: dict = {}
     hashes: dict = {}
     fabricated = False
@@ -304,9 +286,11 @@ def _split(found: dict, split: str) -> Split:
 
 
 def imbalanced(labels, ratio: int, seed: int) -> np.ndarray:
-    """The paper's imbalanced training set ("P-N 10:1", "P-N 50:1"): sorted
-    indices into ``labels`` (0/1) keeping every positive and ``n_pos // ratio``
-    negatives drawn without replacement by ``np.random.default_rng(seed)``."""
+    """The paper's imbalanced training set ("P-N 10:1", "P-N 50:1") as sorted int64 indices.
+
+    Indices into ``labels`` (1-D, 0/1) keeping every positive and ``n_pos // ratio`` negatives drawn
+    without replacement by ``np.random.default_rng(seed)``. Raises ValueError for a ``ratio`` that
+    is not an integer >= 1, other labels, or too few negatives."""
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Integral) or ratio < 1:
         raise ValueError(f"ratio must be an integer >= 1, got {ratio!r}")
     labels = np.asarray(labels)
@@ -365,8 +349,9 @@ Sentiment Analysis. ACL 2011.
 
 
 def _review(rng, positive: bool) -> str:
-    """A few dozen words in sentences and ``<br /><br />`` paragraphs; about
-    one word in six carries sentiment, mostly the review's own."""
+    """A fabricated review: a few dozen words in sentences and ``<br /><br />`` paragraphs.
+
+    About one word in six carries sentiment, mostly the review's own."""
     own, other = (_GOOD, _BAD) if positive else (_BAD, _GOOD)
     paragraphs = []
     for _ in range(rng.integers(1, 4)):
@@ -386,15 +371,15 @@ def _review(rng, positive: bool) -> str:
 
 
 def fabricate(root, n_train: int = 40, n_test: int = 40, n_unsup: int = 20, seed: int = 0) -> str:
-    """Write a tiny ``root/aclImdb_v1.tar.gz`` in the official layout and return
-    its md5 (pass it to `load` as ``md5``).
+    """Write a tiny ``root/aclImdb_v1.tar.gz`` in the official layout; return its md5.
 
-    ``n_train`` and ``n_test`` reviews (even numbers, half positive, half
-    negative, ids 0..n/2-1 in each of pos/ and neg/) rated 7..10 or 1..4,
-    ``n_unsup`` in ``train/unsup/`` rated 0, plus ``imdb.vocab``,
-    ``imdbEr.txt``, ``urls_*.txt`` and a README like the real ones. Members are
-    stored in a seeded shuffled order with fixed times and owners, so the
-    archive (and its md5) is the same for the same arguments (and zlib)."""
+    Pass the md5 to `load` as ``md5``. ``n_train`` and ``n_test`` reviews (even numbers, half
+    positive, half negative, ids 0..n/2-1 in each of pos/ and neg/) rated 7..10 or 1..4, ``n_unsup``
+    in ``train/unsup/`` rated 0, plus ``imdb.vocab``, ``imdbEr.txt``, ``urls_*.txt`` and a README
+    like the real ones. Positive and negative reviews use different words, so a classifier can learn
+    them. Members are stored in a seeded shuffled order with fixed times and owners, so the archive
+    (and its md5) is the same for the same arguments (and zlib). Raises ValueError for an odd or too
+    small ``n_train``/``n_test`` or a negative ``n_unsup``."""
     for name, n in (("n_train", n_train), ("n_test", n_test)):
         if n < 2 or n % 2:
             raise ValueError(f"{name} must be an even number >= 2, got {n!r}")

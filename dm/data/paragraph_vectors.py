@@ -1,23 +1,13 @@
-"""PV-DBOW paragraph vectors of the IMDB reviews, as the paper's sentiment
-experiment uses them (Table 5), cached on disk.
+"""PV-DBOW paragraph vectors of the IMDB reviews, as the paper's Table 5 uses them, cached.
 
-The paper (Wang et al., arXiv:1905.11233) represents each review by a
-paragraph vector (Le and Mikolov 2014) trained the way Mesnil et al. (ICLR
-2015 workshop, "Ensemble of generative and discriminative techniques for
-sentiment analysis of movie reviews"; code: github.com/mesnilgr/iclr15) do.
-That work trains Mikolov's patched word2vec (``-sentence-vectors 1``) on the
-text of all 100,000 reviews (train, test and unlabelled), without labels,
-and classifies the vectors with logistic regression: 88.73 % test accuracy.
-Here gensim's `Doc2Vec` with ``dm=0`` (PV-DBOW) plays the patched word2vec,
-with every setting of iclr15's ``scripts/paragraph.sh`` and text
-preprocessing of its ``scripts/data.sh`` (`ICLR15`, each field annotated
-with its source).
-
-Vectors are cached in ``<cache_dir>/pv-dbow-<key>.npz``, where the key
-(`cache_key`) is a hash of the settings, the reviews' content digest
-(`dm.data.imdb.reviews_digest`: the same for every archive of the same reviews) and
-this module's format version: a rerun loads them at once, and a changed
-setting or another archive never reuses stale vectors.
+Each review becomes a paragraph vector (Le and Mikolov 2014) trained as Mesnil et al.'s iclr15
+code does: gensim's `Doc2Vec` with ``dm=0`` (PV-DBOW) on the text of all 100,000 reviews,
+without labels, with iclr15's settings and text preprocessing (`ICLR15`, each field with its
+source). Vectors are cached in ``<cache_dir>/pv-dbow-<key>.npz``, the key (`cache_key`) a hash
+of the settings, the reviews' content digest (`dm.data.imdb.reviews_digest`) and this module's
+format version: a rerun loads them at once, and a changed setting or other reviews never reuse
+stale vectors. `logistic_regression_accuracy` is iclr15's check of the vectors. What iclr15
+does and where gensim differs: chapter 10, section "What iclr15 did, and what we do".
 """
 
 from __future__ import annotations
@@ -49,9 +39,10 @@ ICLR15_ACCURACY = 0.8873
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Doc2Vec settings. Defaults (`ICLR15`): iclr15's ``scripts/paragraph.sh``
-    runs ``word2vec -cbow 0 -size 100 -window 10 -negative 5 -hs 1 -sample
-    1e-3 -threads 40 -binary 0 -iter 20 -min-count 1 -sentence-vectors 1``."""
+    """Doc2Vec settings; the defaults (`ICLR15`) are iclr15's word2vec command line.
+
+    iclr15's ``scripts/paragraph.sh`` runs ``word2vec -cbow 0 -size 100 -window 10 -negative 5``
+    ``-hs 1 -sample 1e-3 -threads 40 -binary 0 -iter 20 -min-count 1 -sentence-vectors 1``."""
 
     vector_size: int = 100      # -size 100
     window: int = 10            # -window 10 (word2vec shrinks it at random per word, as gensim does)
@@ -75,29 +66,30 @@ class Settings:
 
 ICLR15 = Settings()
 
-# iclr15's scripts/data.sh, `normalize_text`: lower case (awk tolower), then
-# sed: '.' -> ' . ', '<br />' -> ' ', '"' -> ' " ', and ' X ' for each of , ( ) ! ? ; :
-# Words are then what word2vec reads: runs of characters between spaces, tabs
-# and newlines.
+# iclr15's scripts/data.sh, `normalize_text` (its rules: chapter 10).
 _SPACED = re.compile(r'([.",()!?;:])')
 
 
 def normalize_text(text: str) -> str:
-    """A review as iclr15's ``normalize_text`` leaves it: lower case, line
-    breaks (``<br />``) removed, punctuation split from words."""
+    """A review as iclr15's ``normalize_text`` leaves it, punctuation split from words.
+
+    Lower case; line breaks (``<br />``) become spaces; ``. " , ( ) ! ? ; :`` get a space on each
+    side."""
     text = text.lower().replace("<br />", " ")
     return _SPACED.sub(r" \1 ", text)
 
 
 def tokens(text: str) -> list:
-    """The words word2vec trains on for a review (`normalize_text`, split on
-    whitespace)."""
+    """The words word2vec trains on for a review: `normalize_text`, split on whitespace."""
     return normalize_text(text).split()
 
 
 def cache_key(settings: Settings, reviews_sha256: str) -> str:
-    """The cache key of the vectors trained with ``settings`` on the reviews
-    whose content digest (`dm.data.imdb.reviews_digest`) is ``reviews_sha256``."""
+    """The cache key (16 hex digits) of the vectors of ``settings`` on the given reviews.
+
+    ``reviews_sha256``: the reviews' content digest (`dm.data.imdb.reviews_digest`). Raises
+    TypeError for ``settings`` that are not `Settings`, ValueError for a digest that is not 64 hex
+    digits."""
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be a dm.data.paragraph_vectors.Settings, got {type(settings).__name__}")
     if not (isinstance(reviews_sha256, str) and re.fullmatch(r"[0-9a-f]{64}", reviews_sha256)):
@@ -108,8 +100,7 @@ def cache_key(settings: Settings, reviews_sha256: str) -> str:
 
 
 class Features(NamedTuple):
-    """Paragraph vectors of the three splits, rows in the order of the
-    `dm.data.imdb.Split` they come from."""
+    """Paragraph vectors of the three splits, rows in the order of their `dm.data.imdb.Split`."""
     train: np.ndarray   # float32 [25000, vector_size]
     test: np.ndarray    # float32 [25000, vector_size]
     unsup: np.ndarray   # float32 [50000, vector_size]
@@ -189,22 +180,17 @@ def _train(data: imdb.Imdb, settings: Settings, workers: int, progress: bool, pa
 def paragraph_vectors(data: imdb.Imdb, settings: Settings = ICLR15, cache_dir=None, *,
                       workers: Optional[int] = None, progress: bool = True,
                       stop_after: Optional[int] = None) -> Optional[Features]:
-    """The PV-DBOW vectors of every review of ``data``: loaded from
-    ``cache_dir`` (default ``<dm.default_root()>/paragraph-vectors``)
-    if there, else trained (without labels, on all review texts: train,
-    test and unlabelled, as iclr15 does) and saved there.
+    """The PV-DBOW vectors of every review of ``data``: loaded from the cache, or trained and cached.
 
-    Training saves the model after every epoch (``pv-dbow-<key>.partial``
-    beside the cache file), so an interrupted training resumes where it
-    stopped; on a 2-core machine a full training takes an estimated 1 to 1.5
-    hours (``benchmarks/imdb.py`` measures gensim's speed).
-
-    ``workers``: gensim's threads (default: every core). With more than one,
-    gensim's result depends on thread scheduling, so two trainings differ
-    slightly; with one, a resumed training gives the same vectors as an
-    uninterrupted one. The cache makes a notebook's numbers stable once
-    trained. ``stop_after`` (for tests): stop after that many epochs, as an
-    interruption would, and return None.
+    ``cache_dir`` defaults to ``<dm.data.cache.default_root()>/paragraph-vectors``. Training uses no
+    labels and all review texts (train, test and unlabelled, as iclr15 does) and saves the model
+    after every epoch (``pv-dbow-<key>.partial`` beside the cache file), so an interrupted training
+    resumes where it stopped; it takes hours (chapter 10, "Before you run"). ``workers``: gensim's
+    threads (default: every core). With more than one, gensim's result depends on thread scheduling,
+    so two trainings differ slightly; with one, a resumed training gives the same vectors as an
+    uninterrupted one. The cache keeps a notebook's numbers stable once trained. Returns `Features`;
+    ``stop_after`` (for tests): stop after that many epochs, as an interruption would, and return
+    None.
     """
     key = cache_key(settings, data.digest)
     folder = Path(cache_dir) if cache_dir is not None else default_root() / "paragraph-vectors"
@@ -242,10 +228,11 @@ def _save(path: Path, train, test, unsup, meta) -> None:
 
 
 def logistic_regression_accuracy(features: Features, data: imdb.Imdb) -> float:
-    """iclr15's check of the vectors: L2-regularised logistic regression
-    (liblinear ``-s 0``, C = 1, no bias term, liblinear's default) fitted on
-    the 25k training vectors, accuracy on the 25k test vectors. Mesnil et al.
-    report 88.73 % (`ICLR15_ACCURACY`)."""
+    """iclr15's check of the vectors: logistic regression's test accuracy, a float in [0, 1].
+
+    L2-regularised logistic regression (liblinear ``-s 0``, C = 1, no bias term, liblinear's
+    default) fitted on the training vectors, accuracy on the test vectors. Mesnil et al. report
+    88.73 % (`ICLR15_ACCURACY`)."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1.0, solver="liblinear", fit_intercept=False)

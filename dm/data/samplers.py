@@ -1,7 +1,7 @@
-"""Which examples each iteration trains on. Randomness is a function of the
-seed and the position in training (`seed_at`), never of a generator's
-history, so a resumed run draws the same batches without saved generator
-states."""
+"""Which examples each iteration trains on, as a function of the seed and the position alone.
+
+Randomness depends on the seed and the position in training (`seed_at`), never on a generator's
+history, so a resumed run draws the same batches without saved generator states."""
 
 from __future__ import annotations
 
@@ -13,20 +13,21 @@ __all__ = ["seed_at", "epoch_batches", "IMAGES_PER_CLASS", "class_batches"]
 
 
 def seed_at(seed: int, position: int, stream: int = 0) -> int:
-    """The seed of the generator used at ``position`` (an epoch or an
-    iteration) of a run seeded with ``seed``; ``stream`` keeps two kinds of
-    randomness drawn at the same position apart (2**48 apart, beyond any
-    ``seed * 1_000_003 + position`` of a real run)."""
+    """The seed of the generator used at ``position`` (an epoch or an iteration) of a run.
+
+    ``seed * 1_000_003 + position + stream * 2**48``: ``stream`` keeps two kinds of randomness drawn
+    at the same position apart (2**48 is beyond any ``seed * 1_000_003 + position`` of a real run).
+    """
     return seed * 1_000_003 + position + stream * 2 ** 48
 
 
 def epoch_batches(seed: int, n: int, batch_size: int, device) -> Callable[[int], torch.Tensor]:
-    """The uniform sampler the trainers share: ``batch(it)`` is the index
-    tensor (on ``device``) of iteration ``it``'s batch, the ``k``-th slice of
-    ``batch_size`` of epoch ``e``'s permutation of ``range(n)``, where ``e, k
-    = divmod(it, n // batch_size)`` and the permutation comes from a generator
-    seeded with ``seed_at(seed, e)``: a function of the position alone, so a
-    resumed run draws the same batches. One permutation is kept at a time."""
+    """The uniform sampler the trainers share: ``batch(it)``, iteration ``it``'s indices.
+
+    ``batch(it)`` is the int64 index tensor ``[batch_size]`` on ``device``: the ``k``-th slice of
+    epoch ``e``'s permutation of ``range(n)``, where ``e, k = divmod(it, n // batch_size)`` and the
+    permutation comes from a generator seeded with ``seed_at(seed, e)``, so a resumed run draws the
+    same batches. One permutation is kept at a time."""
     per_epoch = n // batch_size
     generator = torch.Generator()
     order = {"epoch": -1, "indices": None}
@@ -46,18 +47,17 @@ IMAGES_PER_CLASS = 8  # the "classes" sampler's K: 256 = 32 classes x 8 images
 
 
 def class_batches(y_train: torch.Tensor, num_classes: int, batch_size: int, device):
-    """The "classes" sampler, as the authors' Matlab code draws batches
-    (``train.m``, ``get_train_minibatch_v01.m``): P = batch / 8 classes of 8
-    images each, by the (noisy) labels. The classes present are walked in
-    windows of P through a permutation of ``floor(C / P) * P`` of them (for
-    CIFAR-100 ``randperm(100, 96)``: three batches, then a new permutation),
-    so each class comes once per window sweep; the 8 images of a class are
-    drawn without replacement (a class with fewer than 8 cycles through a
-    random order of them, as ``mod(randperm(8), len) + 1`` does). Returns
-    ``draw(it, generator)`` -> image indices; the permutation of sweep ``e``
-    comes from a generator seeded by ``seed_at(seed, e, stream=1)``, the
-    images from ``generator``. (Their loop draws its very first window twice,
-    an off-by-one at the first step that is not reproduced.)"""
+    """The authors' "classes" sampler: each batch is P = batch_size / 8 classes of 8 images.
+
+    Classes are those of the (noisy) labels ``y_train`` (int64 ``[N]`` on ``device``). The classes
+    present are walked in windows of P through a permutation of ``floor(C / P) * P`` of them (for
+    CIFAR-100, 96 of 100: three batches, then a new permutation), so each comes once per sweep; the
+    8 images of a class are drawn without replacement (a class with fewer than 8 cycles through a
+    random order of them). Returns ``draw(it, seed, generator)`` -> int64 image indices ``[P * 8]``
+    on ``device``: sweep ``e``'s permutation comes from a generator seeded with
+    ``seed_at(seed, e, stream=1)``, the images from ``generator``. Raises ValueError when the labels
+    hold fewer than P classes. The authors' Matlab code: chapter 8, section "dm.data and the
+    authors' Matlab code"."""
     by_class = torch.argsort(y_train, stable=True)
     counts = torch.bincount(y_train, minlength=num_classes)
     starts = torch.cumsum(counts, 0) - counts

@@ -1,24 +1,12 @@
-"""What the DM authors' own files show: their CIFAR-100 run logs.
+"""The DM authors' CIFAR-100 run logs: which accuracy Table 1 reports, and DM's beta per cell.
 
-The authors published their Caffe/Matlab code and the run folders of Table 1
-in github.com/XinshaoAmosWang/DerivativeManipulation (folders
-``DerivativeManipulation_Code/CIFAR100_ResNet44_V03_*``). Each run folder
-holds ``accuracy.txt``, the test accuracy every 1000 iterations of a
-30k-iteration run; ``dm/data/authors_cifar100_logs.json`` holds those curves
-(with the repository, commit and path of each file), read once from the
-repository, not retyped. Each DM run's lambda and beta were read from its
-network file (``lamda_p`` and ``scale`` of the ``UnifiedWeightLoss`` layer in
-``<model folder>/train.prototxt``), since every folder name says "lambda1".
-
-Two facts follow from the logs, and this package builds on both:
-
-- Table 1 reports each run's **best** test accuracy over those 30
-  evaluations, not the last one (`table1_best_matches`);
-- the beta of each DM cell of Table 1's symmetric columns is the beta of the
-  run folder whose best accuracy is the paper's number (`table1_beta`).
-
-The authors published no asymmetric-noise run (only the scripts that make
-the noisy labels), so the betas of Table 1's asymmetric columns stay guesses.
+``dm/data/authors_cifar100_logs.json`` holds the test accuracy every 1000 iterations of each
+published Table 1 run of the authors (`REPOSITORY`), with each run's lambda and beta and the
+commit and path of its ``accuracy.txt``. Two facts follow, and this package builds on both:
+Table 1 reports each run's **best** test accuracy, not the last one (`table1_best_matches`); the
+beta of each DM cell of Table 1's symmetric columns is that of the run whose best accuracy is the
+paper's number (`table1_beta`). They published no asymmetric-noise run. Where the logs come from:
+chapter 8, sections "DM's beta in each cell" and "What the paper reports".
 """
 
 from __future__ import annotations
@@ -42,10 +30,11 @@ def _logs() -> dict:
 
 
 def logs() -> list:
-    """Every logged run, as ``{"row", "column", "path", "iteration",
-    "test_accuracy", "best", "best_iteration", "final", ...}`` (a copy);
-    ``row``/``column`` name its Table 1 cell, ``path`` its ``accuracy.txt``
-    in the repository at ``commit``."""
+    """Every logged run, as a list of dicts (a copy).
+
+    ``{"row", "column", "path", "iteration", "test_accuracy", "best", "best_iteration", "final", ...}``:
+    ``row``/``column`` name its Table 1 cell, ``path`` its ``accuracy.txt`` in the repository at
+    ``commit``."""
     data = _logs()
     runs = []
     for run in copy.deepcopy(data["runs"]):
@@ -66,15 +55,17 @@ def run_log(row: str, column: str) -> Optional[dict]:
 
 
 def printed(fraction: float) -> float:
-    """A fraction as the paper prints it: percent, one decimal, halves
-    rounded up (0.5315 -> 53.2, where Python's round gives 53.1)."""
+    """A fraction as the paper prints it: percent, one decimal, halves rounded up.
+
+    0.5315 -> 53.2, where Python's round gives 53.1."""
     return float((Decimal(repr(fraction)) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
 def table1_beta(lam: float, column: str) -> Optional[tuple]:
-    """``(beta, source)`` of the authors' DM run with this lambda in Table
-    1's ``column`` (a symmetric one), ``source`` the run folder's path in the
-    repository; None where no such run was published."""
+    """``(beta, source)`` of the authors' DM run with this lambda in a column of Table 1, or None.
+
+    ``column``: a symmetric one; ``source``: the run folder's path in the repository; None where no
+    such run was published. Raises RuntimeError where the log's lambda is not its row's."""
     rows = {0.0: "DM (lambda = 0)", 0.5: "DM (lambda = 0.5)", 1.0: "DM (lambda = 1)"}
     if lam not in rows:
         return None
@@ -87,11 +78,11 @@ def table1_beta(lam: float, column: str) -> Optional[tuple]:
 
 
 def table1_best_matches(paper_rows: dict, columns: list) -> dict:
-    """Which of the logged runs' best and final accuracies, as the paper
-    prints numbers (`printed`), equal Table 1's cell: ``{"best": [...],
-    "final": [...], "neither": [...]}``, lists of ``(row, column)``.
-    ``paper_rows``: Table 1's rows (name -> values); ``columns``: its
-    column keys."""
+    """Which logged runs' best and final accuracies, as printed, equal Table 1's cell.
+
+    ``{"best": [...], "final": [...], "neither": [...]}``, lists of ``(row, column)``, comparing as
+    the paper prints numbers (`printed`). ``paper_rows``: Table 1's rows (name -> values);
+    ``columns``: its column keys."""
     out = {"best": [], "final": [], "neither": []}
     for run in logs():
         paper = paper_rows[run["row"]][columns.index(run["column"])]

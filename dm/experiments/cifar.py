@@ -1,13 +1,11 @@
-"""The noisy-label CIFAR experiments (Tables 1 and 9): one configuration in,
-one JSON file out (`dm.training.runs`).
+"""The noisy-label CIFAR experiments (Tables 1 and 9): one configuration in, one JSON file out.
 
-A run is a frozen `Config` (data set, model, method, noise, schedule,
-seeds); `run` trains it, `run_packed` trains K that differ only in their
-loss as one `dm.models.resnet.PackedResNet`. The data set lives on the
-device as uint8; each batch is an index into it (`dm.data.samplers`),
-augmented and normalised on the device (`dm.data.cifar.Inputs`); the step
-runs under the resolved precision (`dm.training.step`) and `fit` does the
-rest. Command line: ``python -m dm cifar --help``.
+A run is a frozen `Config` (data set, model, method, noise, schedule, seeds); `run` trains it
+into its run folder (`dm.training.runs`), `run_packed` trains K that differ only in their loss as
+one `dm.models.resnet.PackedResNet`. The data set lives on the device as uint8; each batch is an
+index into it (`dm.data.samplers`), augmented and normalised on the device
+(`dm.data.cifar.Inputs`); the step runs under the resolved precision (`dm.training.step`) and
+`dm.training.loop.fit` does the rest. Command line: ``python -m dm cifar --help``.
 """
 
 from __future__ import annotations
@@ -49,16 +47,15 @@ SAMPLERS = ("uniform", "classes")
 AUGMENTS = cifar.AUGMENTS
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Everything that determines a run's numbers. Defaults: the paper's
-    CIFAR-100 setting as its text gives it (Table 1; SGD, momentum 0.9,
-    weight decay 1e-4, batch 256, 30k iterations, lr 0.1 divided by 10 at
-    15k and 22k; ResNet-44; pad-4 augmentation). `AUTHORS_CIFAR100` holds
-    the settings of the authors' code instead (`AUTHORS_SOURCES`).
+    """Everything that determines a CIFAR run's numbers; the defaults are the paper's text.
 
-    ``noise_seed`` seeds the label corruption (and the validation split)
-    alone; ``seed`` seeds the initialisation, the batches and the
-    augmentation. Runs with different ``seed`` and one ``noise_seed`` train
-    on one noisy training set, as a table of several trials needs."""
+    The defaults are the paper's CIFAR-100 setting (Table 1; SGD, momentum 0.9, weight decay 1e-4,
+    batch 256, 30k iterations, lr 0.1 divided by 10 at 15k and 22k; ResNet-44; pad-4 augmentation);
+    `AUTHORS_CIFAR100` holds the settings of the authors' code instead (`AUTHORS_SOURCES`).
+    ``noise_seed`` seeds the label corruption (and the validation split) alone; ``seed`` seeds the
+    initialisation, the batches and the augmentation, so runs with different ``seed`` and one
+    ``noise_seed`` train on one noisy training set, as a table of several trials needs. Raises
+    ValueError (or TypeError) for an invalid field."""
 
     dataset: str = "cifar100"           # "cifar10" or "cifar100"
     model: str = "resnet44"             # "resnet<depth>", depth in dm.models.resnet.DEPTHS
@@ -122,8 +119,9 @@ class Config:
         object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
 
     def name(self) -> str:
-        """A readable, unique folder name for the run: data set, model, noise,
-        method, the preset it differs least from ("authors" for the authors'
+        """A readable, unique folder name for the run.
+
+        Data set, model, noise, method, the preset it differs least from ("authors" for the authors'
         code settings), a hash of any other change, then both seeds."""
         noise_tag = "clean" if self.noise_rate == 0 else f"{self.noise[:3]}{self.noise_rate:g}"
         shown = dict(dataset=self.dataset, model=self.model, method=self.method, lam=self.lam,
@@ -180,9 +178,10 @@ AUTHORS_SOURCES = {
 
 
 def preset(name: str, dataset: str = "cifar100") -> Config:
-    """The preset ``name`` ("paper": the paper's text, `PAPER_CIFAR100` /
-    `PAPER_CIFAR10_RESNET56`; "authors": their code, `AUTHORS_CIFAR100` /
-    `AUTHORS_CIFAR10_RESNET56`) of ``dataset``."""
+    """The `Config` of preset ``name`` ("paper" or "authors") for ``dataset``.
+
+    "paper": the paper's text, `PAPER_CIFAR100` / `PAPER_CIFAR10_RESNET56`; "authors": their code,
+    `AUTHORS_CIFAR100` / `AUTHORS_CIFAR10_RESNET56`. Raises ValueError for any other."""
     if (name, dataset) not in PRESETS:
         raise ValueError(f"preset must be 'paper' or 'authors' and dataset 'cifar10' or 'cifar100', "
                          f"got {name!r}, {dataset!r}")
@@ -190,17 +189,17 @@ def preset(name: str, dataset: str = "cifar100") -> Config:
 
 
 def preset_differences(dataset: str = "cifar100") -> list:
-    """``[(field, paper value, authors value, source)]`` for every field in
-    which the two presets of ``dataset`` differ."""
+    """``[(field, paper value, authors value, source)]``: where the two presets of ``dataset`` differ."""
     paper, code = preset("paper", dataset), preset("authors", dataset)
     return [(f.name, getattr(paper, f.name), getattr(code, f.name), AUTHORS_SOURCES[f.name])
             for f in dataclasses.fields(Config) if getattr(paper, f.name) != getattr(code, f.name)]
 
 
 def make_loss(config: Config, distributed: bool = False) -> torch.nn.Module:
-    """The loss module of ``config.method`` (`dm.losses.make`; input checks
-    off: `run` checks the labels once, up front; ``distributed``: normalise
-    over the global batch of all processes, for `run`'s ``ddp``)."""
+    """The loss module of ``config.method`` (`dm.losses.make`), its input checks off.
+
+    `run` checks the labels once, up front. ``distributed``: normalise over the global batch of all
+    processes, for `run`'s ``ddp``."""
     return losses.make(config.method, lam=config.lam, beta=config.beta, q=config.gce_q,
                        check_inputs=False, distributed=distributed)
 
@@ -213,11 +212,11 @@ def lr_at(config: Config, iteration: int) -> float:
 
 def smoke_config(config: Config, iterations: int = 4, batch_size: int = 16,
                  model: str = "resnet8", evaluations: int = 2) -> Config:
-    """``config`` shrunk for smoke mode: a tiny ResNet, a few iterations of a
-    small batch, the learning-rate drops kept at the same fractions of
-    training, ``evaluations`` evaluations (and checkpoints) spread over the
-    run. Everything else (method, noise, seed, optimiser) is unchanged, so
-    the smoke run goes through the same code."""
+    """``config`` shrunk for smoke mode: a tiny ResNet, a few iterations of a small batch.
+
+    The learning-rate drops stay at the same fractions of training, and ``evaluations`` evaluations
+    (and checkpoints) are spread over the run. Everything else (method, noise, seed, optimiser) is
+    unchanged, so the smoke run goes through the same code."""
     milestones = tuple(max(1, round(m * iterations / config.iterations)) for m in config.lr_milestones)
     every = max(1, iterations // evaluations)
     return dataclasses.replace(config, model=model, iterations=iterations, batch_size=batch_size,
@@ -239,17 +238,18 @@ def _noisy_labels(config: Config, clean: np.ndarray) -> np.ndarray:
 
 
 def training_labels(config: Config, data: cifar.Cifar):
-    """``(train indices, val indices, clean labels, noisy labels)`` of
-    ``config``'s training set: the split and the corruption, both seeded by
-    ``config.noise_seed`` only."""
+    """``(train indices, val indices, clean labels, noisy labels)`` of ``config``'s training set.
+
+    The split and the corruption are both seeded by ``config.noise_seed`` only."""
     train_idx, val_idx = cifar.split_train_val(data.y_train, config.val_fraction, config.noise_seed)
     clean = data.y_train[train_idx]
     return train_idx, val_idx, clean, _noisy_labels(config, clean)
 
 
 def labels_sha256(labels: np.ndarray) -> str:
-    """SHA-256 of labels as little-endian int64: two machines that print the
-    same digest trained on the same corruption."""
+    """SHA-256 (hex) of labels as little-endian int64.
+
+    Two machines that print the same digest trained on the same corruption."""
     return hashlib.sha256(np.ascontiguousarray(labels, dtype="<i8").tobytes()).hexdigest()
 
 
@@ -259,8 +259,9 @@ PACKABLE_FIELDS = ("method", "lam", "beta", "gce_q")
 
 
 def pack_difference(a: Config, b: Config) -> Optional[str]:
-    """The first field outside `PACKABLE_FIELDS` in which ``a`` and ``b``
-    differ (they cannot share a pack), or None."""
+    """The first field outside `PACKABLE_FIELDS` in which ``a`` and ``b`` differ, or None.
+
+    Configurations that differ in such a field cannot share a pack."""
     for field in dataclasses.fields(Config):
         if field.name not in PACKABLE_FIELDS and getattr(a, field.name) != getattr(b, field.name):
             return field.name
@@ -268,9 +269,10 @@ def pack_difference(a: Config, b: Config) -> Optional[str]:
 
 
 def packs(configs) -> list:
-    """``configs`` (an iterable, or a dict's values) partitioned into lists
-    that can each share a pack (`run_packed`), in order of first appearance:
-    Table 1's 84 runs are 7 packs of 12, one per column."""
+    """``configs`` partitioned into lists that can each share a pack (`run_packed`).
+
+    ``configs``: an iterable, or a dict's values; the lists come in order of first appearance. Table
+    1's 84 runs are 7 packs of 12, one per column."""
     groups: list = []
     for config in (configs.values() if isinstance(configs, dict) else configs):
         for group in groups:
@@ -283,8 +285,7 @@ def packs(configs) -> list:
 
 
 def _chunks(group: list, max_pack: Optional[int]) -> list:
-    """``group`` in consecutive packs of at most ``max_pack`` runs (one
-    pack for None)."""
+    """``group`` in consecutive packs of at most ``max_pack`` runs (one pack for None)."""
     if max_pack is not None:
         _checks.positive_integer("max_pack", max_pack)
     size = max_pack or max(len(group), 1)
@@ -296,38 +297,26 @@ def run(config: Config, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
         stop_at: Optional[int] = None, eval_train: bool = True, ddp: bool = False) -> Optional[dict]:
     """Train ``config`` (or resume it, or return its stored result).
 
-    ``data``: a `dm.data.cifar.Cifar` of ``config.dataset`` (default: `dm.data.cifar.load`
-    from the cache folder). ``device``: default CUDA when available.
-    ``precision``: "bf16" or "fp16" autocast (fp16 with a gradient scaler)
-    or "fp32"; default `resolve_precision` (bf16 where the GPU has it
-    natively, fp16 on other GPUs, fp32 on a CPU). Channels-last memory goes
-    with autocast on CUDA. ``compile``: ``torch.compile`` the model.
-    ``stop_at``: stop after that many iterations, as an interruption would
-    (for tests); returns None then. ``eval_train``: also record the
-    training-set measurements (the whole set's accuracy against the noisy
-    and against the clean labels, as Table 9 reports them; each of the
-    corrupted and intact parts' accuracy and mean p of the labelled class,
-    as Figure 2a plots), one forward pass over the training set per
-    evaluation.
+    ``data``: a `dm.data.cifar.Cifar` of ``config.dataset`` (default: `dm.data.cifar.load` from the
+    cache folder). ``device``: default CUDA when available. ``precision``: "bf16" or "fp16" autocast
+    (fp16 with a gradient scaler) or "fp32"; default `resolve_precision` (bf16 where the GPU has it
+    natively, fp16 on other GPUs, fp32 on a CPU). Channels-last memory goes with autocast on CUDA.
+    ``compile``: ``torch.compile`` the model. ``stop_at``: stop after that many iterations, as an
+    interruption would (for tests); returns None then. ``eval_train``: also record `TRAIN_MEASURES`
+    at each evaluation (the whole training set's accuracy against the noisy and against the clean
+    labels, as Table 9 reports them; the corrupted and the intact part's accuracy and mean p of the
+    labelled class, as Figure 2a plots), one forward pass over the training set per evaluation.
 
-    ``ddp``: data-parallel training over the processes of torch.distributed's
-    default group (``torchrun --nproc_per_node=N -m dm cifar --ddp``
-    sets it up): the same run one process would train. Every process draws and augments
-    the whole batch of each iteration (the same draws: they are seeded by
-    position) and trains on its slice of it (``batch_size`` must divide by
-    the number of processes), under DistributedDataParallel; batch norm
-    takes its statistics over the global batch
-    (`dm.models.resnet.batch_statistics_across_processes`), DM and DN normalise over
-    it (``distributed=True``), and the logged loss is the global batch's.
-    Every process evaluates (on the whole test set, the same numbers);
-    process 0 alone writes checkpoints and results, and all return the
-    result. ``device`` is each process's own (e.g. ``cuda:<LOCAL_RANK>``).
+    ``ddp``: data-parallel training over the processes of torch.distributed's default group
+    (``torchrun --nproc_per_node=N -m dm cifar --ddp`` sets it up), the same run one process would
+    train; ``batch_size`` must divide by the number of processes, ``device`` is each process's own
+    (e.g. ``cuda:<LOCAL_RANK>``), process 0 alone writes checkpoints and results, and all return the
+    result. How: the how-to page, section "Under DDP".
 
-    Returns the result dict that is also written to
-    ``<runs_dir>/<config.name()>/result.json``; the final weights go to
-    ``model.pt`` beside it. With ``progress``, the time per 1000 iterations
-    measured up to the first evaluation, and the run's estimated total, are
-    printed there. `run_packed` trains several configurations at once.
+    Returns the result dict that is also written to ``<runs_dir>/<config.name()>/result.json``; the
+    final weights go to ``model.pt`` beside it. With ``progress``, the time per 1000 iterations
+    measured up to the first evaluation, and the run's estimated total, are printed there.
+    `run_packed` trains several configurations at once.
     """
     return run_packed([config], runs_dir, data, device=device, precision=precision, compile=compile,
                       progress=progress, stop_at=stop_at, eval_train=eval_train, ddp=ddp)[0]
@@ -337,27 +326,23 @@ def run_packed(configs, runs_dir, data: Optional[cifar.Cifar] = None, *, device=
                precision: Optional[str] = None, compile: bool = False, progress: bool = True,
                stop_at: Optional[int] = None, eval_train: bool = True,
                max_pack: Optional[int] = None, ddp: bool = False) -> list:
-    """`run` for several configurations at once, trained as one packed
-    model (`dm.models.resnet.PackedResNet`, grouped convolutions) on the same
-    batches: the same results as `run` for each, to float rounding, in
-    fewer, larger kernels.
+    """`run` for several configurations at once, trained as one packed model on the same batches.
 
-    ``configs`` may differ only in their loss (`PACKABLE_FIELDS`: method,
-    lam, beta, gce_q); they share data, noise, seeds, model and schedule,
-    hence initialisation, batches and augmentation (all seeded by position).
-    Others are refused with an error naming the field (`packs` partitions a
-    selection into packs). Each run keeps its own loss, batch-norm
-    statistics and optimiser state, and writes its own checkpoints,
-    ``model.pt`` and ``result.json`` where `run` would: a run checkpointed
-    in a pack resumes alone or in another pack, and the other way round.
-    Stored results are loaded, not retrained; the runs still to train are
-    packed by the iteration they resume from, at most ``max_pack`` to a
-    pack (default: all; a GPU short of memory takes fewer).
+    One `dm.models.resnet.PackedResNet` (grouped convolutions): the same results as `run` for each,
+    to float rounding, in fewer, larger kernels. ``configs`` may differ only in their loss
+    (`PACKABLE_FIELDS`: method, lam, beta, gce_q); they share data, noise, seeds, model and
+    schedule, hence initialisation, batches and augmentation (all seeded by position). Others raise
+    ValueError naming the field (`packs` partitions a selection into packs), as do an empty list or
+    a configuration given twice; TypeError for one that is not a `Config`. Each run keeps its own
+    loss, batch-norm statistics and optimiser state, and writes its own checkpoints, ``model.pt``
+    and ``result.json`` where `run` would: a run checkpointed in a pack resumes alone or in another
+    pack, and the other way round. Stored results are loaded, not retrained; the runs still to train
+    are packed by the iteration they resume from, at most ``max_pack`` to a pack (default: all; a
+    GPU short of memory takes fewer).
 
-    Keywords as for `run`; with fp16 the pack shares one gradient scaler,
-    so a step one member overflows in is skipped for all. Returns the
-    results in the order of ``configs`` (None for runs stopped by
-    ``stop_at``)."""
+    Keywords as for `run`; with fp16 the pack shares one gradient scaler, so a step one member
+    overflows in is skipped for all. Returns the results in the order of ``configs`` (None for runs
+    stopped by ``stop_at``)."""
     configs = list(configs)
     if not configs:
         raise ValueError("configs is empty: nothing to train")
@@ -426,9 +411,10 @@ def _on_device(config: Config, data: cifar.Cifar, inputs: cifar.Inputs, device) 
 
 
 class _Batches:
-    """``batch(t)``: iteration ``t``'s augmented images and noisy labels,
-    drawn by position (`dm.data.samplers`): the uniform or the "classes"
-    sampler, and the augmentation from a generator seeded by ``seed_at(seed, t)``."""
+    """``batch(t)``: iteration ``t``'s augmented images and noisy labels, drawn by position.
+
+    The uniform or the "classes" sampler (`dm.data.samplers`), and the augmentation from a generator
+    seeded by ``seed_at(seed, t)``."""
 
     def __init__(self, config: Config, inputs: cifar.Inputs, tensors: _Tensors, device):
         self.seed, self.inputs, self.tensors = config.seed, inputs, tensors
@@ -444,8 +430,9 @@ class _Batches:
 
 
 class _Evaluation:
-    """``evaluate(done)``: the K members' test and validation accuracy and,
-    with ``eval_train``, `TRAIN_MEASURES`, without augmentation."""
+    """``evaluate(done)``: the K members' measures, without augmentation.
+
+    Test and validation accuracy and, with ``eval_train``, `TRAIN_MEASURES`."""
 
     def __init__(self, model, inputs: cifar.Inputs, tensors: _Tensors, device, precision: str, members: int,
                  eval_train: bool, batch_size: int = 1000):
@@ -482,8 +469,9 @@ class _Evaluation:
 
 
 def _model_and_optimizer(config: Config, size: int, device, fmt, ddp: bool) -> tuple:
-    """The seed's ResNet (``size`` copies packed when > 1) on ``device``, and
-    SGD with the last layer's bias at ``config.bias_lr_mult`` times the rate."""
+    """The seed's ResNet (``size`` copies packed when > 1) on ``device``, and its SGD.
+
+    The last layer's bias trains at ``config.bias_lr_mult`` times the rate."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = resnet(config.model, cifar.NUM_CLASSES[config.dataset], config.shortcut, config.init,
@@ -502,9 +490,10 @@ def _model_and_optimizer(config: Config, size: int, device, fmt, ddp: bool) -> t
 def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision: Optional[str],
                 compile: bool, progress: bool, stop_at: Optional[int], eval_train: bool,
                 ddp: bool = False) -> list:
-    """Train the runs of ``configs`` (pack-compatible, none stored, all
-    resuming from one iteration) as one model through `fit`; a pack of one
-    is a plain `ResNet`. Returns their results (Nones if stopped)."""
+    """Train the runs of ``configs`` as one model through `fit`; return their results.
+
+    ``configs``: pack-compatible, none stored, all resuming from one iteration; a pack of one is a
+    plain `ResNet`. Nones if stopped."""
     config, size = configs[0], len(configs)
     rank, world = process_group(ddp, config.batch_size)
     outs = [Path(runs_dir) / c.name() for c in configs]
@@ -582,13 +571,12 @@ def _result(config: Config, done, shared: dict, size: int, eval_train: bool) -> 
 
 
 def estimate_seconds(config, data: cifar.Cifar, *, steps: int = 20, **run_options) -> float:
-    """Seconds one run of ``config`` (or one pack of the configurations of
-    a list, `run_packed`) is expected to take here: ``steps`` iterations and
-    two evaluations are timed (after one iteration and one evaluation to
-    warm up: kernels, compilation, caches) in a scratch folder, then scaled
-    to ``config.iterations`` iterations and their evaluations. ``run_options``
-    as for `run` (``device``, ``precision``, ``compile``, ``eval_train``).
-    What the notebooks print before a selection."""
+    """Seconds one run of ``config``, or one pack of a list of them, is expected to take here.
+
+    ``steps`` iterations and two evaluations are timed (after one iteration and one evaluation to
+    warm up: kernels, compilation, caches) in a scratch folder, then scaled to ``config.iterations``
+    iterations and their evaluations. ``run_options`` as for `run` (``device``, ``precision``,
+    ``compile``, ``eval_train``). What the notebooks print before a selection."""
     steps = _checks.positive_integer("steps", steps)
     pack = list(config) if isinstance(config, (list, tuple)) else [config]
     options = {**run_options, "progress": False, "stop_at": None}
@@ -606,13 +594,13 @@ def estimate_seconds(config, data: cifar.Cifar, *, steps: int = 20, **run_option
 
 def estimate_selection(configs, runs_dir, data: cifar.Cifar, *, pack: bool = True,
                        max_pack: Optional[int] = None, steps: int = 20, **run_options) -> str:
-    """What the notebooks print before their runs: how many of ``configs``
-    (an iterable, or a dict's values) are still to train in ``runs_dir``,
-    how long one run (with ``pack``: one pack, as `run_all` forms them) takes
-    here (`estimate_seconds`, measured on the first) and the whole
-    selection's estimate (that time per run or pack; a smaller pack is
-    counted in proportion to its size, an upper bound since a pack costs
-    less than its runs). ``steps``: as for `estimate_seconds`."""
+    """What the notebooks print before their runs: how many are left, and how long they take.
+
+    How many of ``configs`` (an iterable, or a dict's values) are still to train in ``runs_dir``,
+    how long one run (with ``pack``: one pack, as `run_all` forms them) takes here
+    (`estimate_seconds`, measured on the first) and the whole selection's estimate (that time per
+    run or pack; a smaller pack is counted in proportion to its size, an upper bound since a pack
+    costs less than its runs). ``steps``: as for `estimate_seconds`."""
     configs = list(configs.values() if isinstance(configs, dict) else configs)
     pending = [c for c in configs if load_result(c, runs_dir) is None]
     if not pending:
@@ -633,15 +621,16 @@ def estimate_selection(configs, runs_dir, data: cifar.Cifar, *, pack: bool = Tru
 
 def select_on_validation(configs, runs_dir, data: Optional[cifar.Cifar] = None,
                          val_fraction: float = 0.2, **run_options):
-    """The paper's hyper-parameter search: train each of ``configs`` on
-    ``1 - val_fraction`` of the (noisy) training set, measure it on the rest
-    with its clean labels, and pick the best final validation accuracy (ties:
-    the first in ``configs``). The test set plays no part in the choice.
+    """The paper's hyper-parameter search: the best of ``configs`` on a clean validation split.
 
-    Returns ``(best, results)``: ``best`` is the chosen config as given (so
-    ``run(best, ...)`` retrains it on the whole training set, as the paper
-    does for its final models) and ``results`` the validation runs' results
-    in the order of ``configs``. ``run_options`` go to `run`."""
+    Each of ``configs`` trains on ``1 - val_fraction`` of the (noisy) training set and is measured
+    on the rest with its clean labels; the best final validation accuracy wins (ties: the first in
+    ``configs``). The test set plays no part in the choice. Raises ValueError for no configs or
+    ``val_fraction`` outside (0, 1).
+
+    Returns ``(best, results)``: ``best`` is the chosen config as given (so ``run(best, ...)``
+    retrains it on the whole training set, as the paper does for its final models) and ``results``
+    the validation runs' results in the order of ``configs``. ``run_options`` go to `run`."""
     configs = list(configs)
     if not configs:
         raise ValueError("configs is empty: nothing to select from")
@@ -657,12 +646,11 @@ def select_on_validation(configs, runs_dir, data: Optional[cifar.Cifar] = None,
 
 def run_all(configs: dict, runs_dir, data: cifar.Cifar, *, report: bool = True, pack: bool = True,
             max_pack: Optional[int] = None, **run_options) -> dict:
-    """Train every configuration of ``configs`` (any key -> `Config`), in
-    order (`dm.training.runs.run_all`): stored results load at once, interrupted runs
-    resume. With ``pack`` (the default) the runs that can share a pack
-    (`packs`: one per column of Table 1) train together (`run_packed`, at
-    most ``max_pack`` to a pack), else one at a time (`run`). Returns key ->
-    result."""
+    """Train every configuration of ``configs`` (any key -> `Config`), in order; key -> result.
+
+    Through `dm.training.runs.run_all`: stored results load at once, interrupted runs resume. With
+    ``pack`` (the default) the runs that can share a pack (`packs`: one per column of Table 1) train
+    together (`run_packed`, at most ``max_pack`` to a pack), else one at a time (`run`)."""
     if not pack:
         return _run_all(run, configs, runs_dir, data, report=report, **run_options)
     return _run_all(run_packed, configs, runs_dir, data, report=report, packs=packs,
@@ -682,25 +670,23 @@ def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None,
                    use_drive: bool = True, data_root=None, overrides: Optional[dict] = None,
                    compile: bool = True, precision: Optional[str] = None, smoke_iterations: int = 4,
                    eval_train: bool = True) -> NotebookSetup:
-    """The shared set-up of the CIFAR notebooks, for ``mode`` (default `dm.experiments.notebook.mode`).
+    """The shared set-up of the CIFAR notebooks: data, base configuration, runs folder, options.
 
-    ``preset_config``: the experiment's preset (`preset`: the paper's text or
-    the authors' code), changed by ``overrides`` (e.g. ``{"weight_decay":
-    5e-4}``). ``name``: the notebook's runs folder name. ``precision``: see
-    `run`.
+    ``mode``: "full" or "smoke" (default `dm.experiments.notebook.mode`; ValueError otherwise).
+    ``preset_config``: the experiment's preset (`preset`: the paper's text or the authors' code),
+    changed by ``overrides`` (e.g. ``{"weight_decay": 5e-4}``). ``name``: the notebook's runs folder
+    name. ``precision``: see `run`.
 
-    full: needs a CUDA GPU (a clear error otherwise). ``runs_dir`` defaults
-    to ``runs/<name>``; on Colab with ``use_drive`` it is on Google Drive
-    (``MyDrive/dm-runs/<name>``, mounted here) so a recycled machine loses
-    nothing. The data set is downloaded into ``data_root`` on first use;
-    on Colab with ``use_drive`` that defaults to ``MyDrive/dm-data``, so after
-    a disconnect neither the runs nor the data are fetched again.
+    full: needs a CUDA GPU (RuntimeError otherwise). ``runs_dir`` defaults to ``runs/<name>``; on
+    Colab with ``use_drive`` it is on Google Drive (``MyDrive/dm-runs/<name>``, mounted here) so a
+    recycled machine loses nothing. The data set is downloaded into ``data_root`` on first use; on
+    Colab with ``use_drive`` that defaults to ``MyDrive/dm-data``, so after a disconnect neither the
+    runs nor the data are fetched again.
 
-    smoke: the CPU with one thread (fastest for tiny tensors, and robust on
-    a busy machine); a data set fabricated by `dm.data.cifar.fabricate` in a fresh
-    temporary folder and read through torchvision's loader; the base
-    configuration shrunk by `smoke_config`; ``runs_dir`` defaults to that
-    temporary folder."""
+    smoke: the CPU with one thread (fastest for tiny tensors, and robust on a busy machine); a data
+    set fabricated by `dm.data.cifar.fabricate` in a fresh temporary folder and read through
+    torchvision's loader; the base configuration shrunk by `smoke_config`; ``runs_dir`` defaults to
+    that temporary folder."""
     mode = notebook.mode() if mode is None else mode
     if mode not in ("full", "smoke"):
         raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")

@@ -1,11 +1,10 @@
-"""The paper's sentiment experiment (Table 5): IMDB reviews as PV-DBOW
-paragraph vectors (`dm.data.paragraph_vectors`), a network with one hidden
-layer of 8 units, label noise and class imbalance. One configuration in,
-one JSON file out (`dm.training.runs`).
+"""The paper's sentiment experiment (Table 5): one configuration in, one JSON file out.
 
-The paper's settings (Section 4 and Table 5) are `PAPER_IMDB`; what the
-paper does not give, and what was chosen instead, is marked "not in the
-paper" beside each field. Command line: ``python -m dm imdb --help``.
+IMDB reviews as PV-DBOW paragraph vectors (`dm.data.paragraph_vectors`), a network with one
+hidden layer of 8 units, label noise and class imbalance; each run in its run folder
+(`dm.training.runs`). The paper's settings (Section 4 and Table 5) are `PAPER_IMDB`; what the
+paper does not give, and what was chosen instead, is marked "not in the paper" beside each
+field. Command line: ``python -m dm imdb --help``.
 """
 
 from __future__ import annotations
@@ -40,8 +39,9 @@ CLASS_WEIGHTS = ("none", "balanced")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Everything that determines a run's numbers. Defaults: the paper's IMDB
-    setting (`PAPER_IMDB`)."""
+    """Everything that determines an IMDB run's numbers; the defaults are the paper's (`PAPER_IMDB`).
+
+    Raises ValueError or TypeError for an invalid field."""
 
     method: str = "CCE"            # one of METHODS
     lam: float = 0.0               # DM's lambda (method "DM" only)
@@ -95,14 +95,12 @@ class Config:
 PAPER_IMDB = Config()
 
 def lr_at(config: Config, iteration: int) -> float:
-    """Caffe's "inv" policy at (0-based) ``iteration``:
-    ``lr * (1 + gamma * iteration) ** (-power)``."""
+    """Caffe's "inv" rate at (0-based) ``iteration``: ``lr * (1 + gamma * iteration) ** -power``."""
     return config.lr * (1.0 + config.lr_gamma * iteration) ** (-config.lr_power)
 
 
 class Dataset(NamedTuple):
-    """The experiment's data: paragraph vectors and labels of the (balanced)
-    training and test sets."""
+    """The experiment's data: paragraph vectors and labels of the (balanced) training and test sets."""
     x_train: np.ndarray     # float32 [25000, d]
     y_train: np.ndarray     # int64 (0 negative, 1 positive)
     x_test: np.ndarray
@@ -113,7 +111,9 @@ class Dataset(NamedTuple):
 
 
 def dataset(data: imdb.Imdb, features: paragraph_vectors.Features) -> Dataset:
-    """The `Dataset` of the reviews ``data`` represented by ``features``."""
+    """The `Dataset` of the reviews ``data`` represented by ``features``.
+
+    Raises ValueError for features trained on other reviews or of another size."""
     if features.meta.get("reviews_sha256") not in (None, data.digest):
         raise ValueError(f"features were trained on other reviews (digest "
                          f"{features.meta['reviews_sha256']}) than data ({data.digest})")
@@ -127,12 +127,12 @@ DIGITS_STANDIN = "digits-binary"  # Dataset.features of `digits_standin`
 
 
 def digits_standin(seed: int = 0) -> Dataset:
-    """A real binary data set that runs offline, for checking this module's
-    runs on something other than fabricated reviews: scikit-learn's digits
-    (`dm.data.digits.load`: 8x8 images as 64 standardised features, a stratified
-    70/30 train/test split) with 0-4 as the negative class and 5-9 as the
-    positive one. It is no stand-in for IMDB's numbers, only for the
-    training behaviour of the paper's solver and methods. Its
+    """A real binary `Dataset` that runs offline: scikit-learn's digits, 0-4 against 5-9.
+
+    For checking this module's runs on something other than fabricated reviews:
+    `dm.data.digits.load` (8x8 images as 64 standardised float32 features, a stratified 70/30
+    train/test split) with 0-4 as the negative class and 5-9 as the positive one. No stand-in for
+    IMDB's numbers, only for the training behaviour of the paper's solver and methods. Its
     ``features`` is `DIGITS_STANDIN`."""
     data = digits.load(seed=seed)
     binary = lambda labels: (labels.numpy() >= 5).astype(np.int64)  # noqa: E731
@@ -143,17 +143,19 @@ def digits_standin(seed: int = 0) -> Dataset:
 
 
 def class_weights(labels: np.ndarray, classes: int = 2) -> np.ndarray:
-    """"Balanced" class weights ``n / (classes * n_k)`` (scikit-learn's
-    ``class_weight="balanced"``): every class then carries the same total
-    weight. A class with no example gets weight 0."""
+    """"Balanced" class weights ``n / (classes * n_k)``, float64 ``[classes]``.
+
+    scikit-learn's ``class_weight="balanced"``: every class then carries the same total weight. A
+    class with no example gets weight 0."""
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
     with np.errstate(divide="ignore"):
         return np.where(counts > 0, len(labels) / (classes * counts), 0.0)
 
 
 def make_loss(config: Config, weight=None) -> nn.Module:
-    """The loss module of ``config.method`` (`dm.losses.make`), with the class
-    ``weight`` if given (input checks off: `run` checks the labels once)."""
+    """The loss module of ``config.method`` (`dm.losses.make`), with the class ``weight`` if given.
+
+    Input checks are off: `run` checks the labels once."""
     return losses.make(config.method, lam=config.lam, beta=config.beta, q=config.gce_q,
                        weight=weight, check_inputs=False)
 
@@ -169,12 +171,13 @@ _MEASURES = ("test_accuracy", "test_balanced_accuracy", "test_recall_negative", 
 
 
 def training_labels(config: Config, data: Dataset) -> tuple:
-    """``(kept, clean, noisy)``: the training reviews ``config`` keeps (all,
-    or with ``config.imbalance`` all positives and ``n_pos // imbalance``
-    negatives, `dm.data.imdb.imbalanced`), their labels, and those labels
-    with ``config.noise_rate`` of them flipped (`dm.noise.symmetric`, exact
-    count). Both draws are seeded by ``config.seed``, so every method sees
-    the same labels."""
+    """``(kept, clean, noisy)``: the training reviews ``config`` keeps, their labels, and noisy ones.
+
+    ``kept``: all, or with ``config.imbalance`` all positives and ``n_pos // imbalance`` negatives
+    (`dm.data.imdb.imbalanced`); ``noisy``: their labels with ``config.noise_rate`` of them flipped
+    (`dm.noise.symmetric`, exact count). Both draws are seeded by ``config.seed``, so every method
+    sees the same labels. Raises ValueError where fewer reviews than ``config.batch_size`` are kept.
+    """
     kept = imdb.imbalanced(data.y_train, config.imbalance, config.seed) if config.imbalance > 1 \
         else np.arange(len(data.y_train))
     clean = data.y_train[kept]
@@ -185,8 +188,9 @@ def training_labels(config: Config, data: Dataset) -> tuple:
 
 
 class _Evaluation:
-    """What `run` records at each evaluation: the test set's accuracy,
-    balanced accuracy and per-class recall, and `TRAIN_MEASURES`."""
+    """What `run` records at each evaluation: the test set's measures and `TRAIN_MEASURES`.
+
+    The test set's accuracy, balanced accuracy and per-class recall."""
 
     def __init__(self, model: nn.Module, x_train, y_train, y_clean, x_test, y_test):
         self.model, self.x_train, self.y_train, self.y_clean = model, x_train, y_train, y_clean
@@ -208,16 +212,16 @@ class _Evaluation:
 
 def run(config: Config, runs_dir, data: Dataset, *, device=None, progress: bool = True,
         stop_at: Optional[int] = None) -> Optional[dict]:
-    """Train ``config`` on ``data`` (`training_labels`; the test set stays
-    the balanced 25k), or resume it, or return its stored result
-    (`dm.training.runs`). ``device``: default the CPU (for an 8-unit network
-    a GPU spends its time launching kernels). ``stop_at``: stop there, as
-    an interruption would (returns None).
+    """Train ``config`` on ``data`` (or resume it, or return its stored result).
 
-    Returns the result also written to ``<runs_dir>/<config.name()>/result.json``:
-    the history of `_MEASURES` every ``eval_every`` iterations, the final
-    values, the training set's class counts, the realised noise rate and
-    the class weights used. Raises TypeError or ValueError for data that
+    It trains on `training_labels`' reviews and labels, tests on the balanced 25k, and keeps its
+    folder as `dm.training.runs` does. ``device``: default the CPU (for an 8-unit network a GPU
+    spends its time launching kernels). ``stop_at``: stop there, as an interruption would (returns
+    None).
+
+    Returns the result also written to ``<runs_dir>/<config.name()>/result.json``: the history of
+    `_MEASURES` every ``eval_every`` iterations, the final values, the training set's class counts,
+    the realised noise rate and the class weights used. Raises TypeError or ValueError for data that
     do not fit ``config``."""
     if not isinstance(config, Config):
         raise TypeError(f"config must be a dm.experiments.imdb.Config, got {type(config).__name__}")
@@ -278,17 +282,18 @@ def run(config: Config, runs_dir, data: Dataset, *, device=None, progress: bool 
 
 
 def run_all(configs: dict, runs_dir, data: Dataset, *, report: bool = True, **run_options) -> dict:
-    """`run` every configuration of ``configs`` (any key -> `Config`), in
-    order (`dm.training.runs.run_all`). Returns key -> result."""
+    """`run` every configuration of ``configs`` (any key -> `Config`), in order; key -> result.
+
+    Through `dm.training.runs.run_all`: stored results load at once, interrupted runs resume."""
     return _run_all(run, configs, runs_dir, data, report=report, **run_options)
 
 
 def smoke_config(config: Config, iterations: int = 200, batch_size: int = 10,
                  evaluations: int = 2) -> Config:
-    """``config`` shrunk for smoke mode: a few iterations of a small batch,
-    ``evaluations`` evaluations (and checkpoints). Method, noise, imbalance,
-    seed and optimiser are unchanged, so the smoke run goes through the same
-    code."""
+    """``config`` shrunk for smoke mode: a few iterations of a small batch.
+
+    ``evaluations`` evaluations (and checkpoints). Method, noise, imbalance, seed and optimiser are
+    unchanged, so the smoke run goes through the same code."""
     every = max(1, iterations // evaluations)
     return dataclasses.replace(config, iterations=iterations, batch_size=batch_size,
                                eval_every=every, checkpoint_every=every)
@@ -310,19 +315,18 @@ class NotebookSetup(NamedTuple):
 def notebook_setup(mode: Optional[str] = None, *, runs_dir=None, use_drive: bool = True,
                    data_root=None, vectors_dir=None, overrides: Optional[dict] = None,
                    device=None, workers: Optional[int] = None, smoke_iterations: int = 200) -> NotebookSetup:
-    """The set-up of the IMDB notebook, for ``mode`` (default `dm.experiments.notebook.mode`).
+    """The set-up of the IMDB notebook: reviews, their vectors, data, base config, runs folder.
 
-    full: the real archive (downloaded into ``data_root`` on first use,
-    checksum verified; on Colab with ``use_drive``, ``MyDrive/dm-data``) and its paragraph vectors (trained once, cached in
-    ``vectors_dir``); the paper's settings changed by ``overrides``. On Colab
-    with ``use_drive`` the runs and the vectors go to Google Drive
-    (``MyDrive/dm-runs/imdb``), so a recycled machine loses neither. A CPU is
-    enough.
+    ``mode``: "full" or "smoke" (default `dm.experiments.notebook.mode`; ValueError otherwise).
+    full: the real archive (downloaded into ``data_root`` on first use, checksum verified; on Colab
+    with ``use_drive``, ``MyDrive/dm-data``) and its paragraph vectors (trained once, cached in
+    ``vectors_dir``); the paper's settings changed by ``overrides``. On Colab with ``use_drive`` the
+    runs and the vectors go to Google Drive (``MyDrive/dm-runs/imdb``), so a recycled machine loses
+    neither. A CPU is enough.
 
-    smoke: one torch thread; a tiny archive fabricated by `dm.data.imdb.fabricate`
-    in the official layout in a fresh temporary folder, read by the real
-    loader, vectors trained on it with the same settings; the configuration
-    shrunk by `smoke_config` to ``smoke_iterations`` iterations."""
+    smoke: one torch thread; a tiny archive fabricated by `dm.data.imdb.fabricate` in the official
+    layout in a fresh temporary folder, read by the real loader, vectors trained on it with the same
+    settings; the configuration shrunk by `smoke_config` to ``smoke_iterations`` iterations."""
     mode = notebook.mode() if mode is None else mode
     if mode not in ("full", "smoke"):
         raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")

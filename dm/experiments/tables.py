@@ -1,8 +1,8 @@
-"""The cells of the paper's tables as configurations: Table 1 (CIFAR-100),
-Table 9 (CIFAR-10) and Table 5 (IMDB), each built from a base configuration,
-with the paper's printed numbers read from one file,
-``dm/data/paper_tables.json`` (Tables 1, 5 and 9 of arXiv:1905.11233, in
-percent)."""
+"""The cells of the paper's tables as configurations, and the paper's printed numbers.
+
+Table 1 (CIFAR-100), Table 9 (CIFAR-10) and Table 5 (IMDB), each cell built from a base
+configuration; the paper's numbers are read from one file, ``dm/data/paper_tables.json``
+(Tables 1, 5 and 9 of arXiv:1905.11233, in percent)."""
 
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ def _tables() -> dict:
 
 
 def table(name: str) -> dict:
-    """The raw record of one of the paper's tables: ``"table1"``,
-    ``"table9"`` or ``"table5"`` (a copy: changing it changes nothing here)."""
+    """The raw record of one of the paper's tables: ``"table1"``, ``"table9"`` or ``"table5"``.
+
+    A copy: changing it changes nothing here. Raises ValueError for any other name."""
     tables = _tables()
     if name not in tables or not isinstance(tables[name], dict):
         names = [k for k, v in tables.items() if isinstance(v, dict)]
@@ -55,14 +56,16 @@ TABLE1_REFERENCE_ROWS = ("SL (from the SL paper)",)
 # --- Table 1: CIFAR-100, ResNet-44 -------------------------------------------
 
 def table1_rows() -> list:
-    """Table 1's own rows (the DM paper's runs), in the paper's order; the
-    reference rows of `TABLE1_REFERENCE_ROWS` are left out."""
+    """Table 1's own rows (the DM paper's runs), in the paper's order.
+
+    The reference rows of `TABLE1_REFERENCE_ROWS` are left out."""
     return [row for row in table("table1")["rows"] if row not in TABLE1_REFERENCE_ROWS]
 
 
 def table1_columns() -> list:
-    """Table 1's column records, e.g. ``{"key": "s0.4", "noise":
-    "symmetric", "rate": 0.4}``, in the paper's order."""
+    """Table 1's column records, in the paper's order.
+
+    E.g. ``{"key": "s0.4", "noise": "symmetric", "rate": 0.4}``."""
     return table("table1")["columns"]
 
 
@@ -110,10 +113,11 @@ TABLE1_DM_BETA = _table1_dm_beta()
 
 
 def table1_config(row: str, column, base: CifarConfig = PAPER_CIFAR100) -> CifarConfig:
-    """The `dm.experiments.cifar.Config` of one Table 1 cell: ``row`` one of
-    `TABLE1_ROWS`, ``column`` a column record (``{"key": "s0.4", "noise":
-    "symmetric", "rate": 0.4}``) or its key; DM's beta from `TABLE1_DM_BETA`.
-    Raises ValueError for an unknown row or column."""
+    """The `dm.experiments.cifar.Config` of one Table 1 cell, built from ``base``.
+
+    ``row`` one of `TABLE1_ROWS`, ``column`` a column record
+    (``{"key": "s0.4", "noise": "symmetric", "rate": 0.4}``) or its key; DM's beta from
+    `TABLE1_DM_BETA`. Raises ValueError for an unknown row or column."""
     if row not in TABLE1_ROWS:
         raise ValueError(f"row must be one of {list(TABLE1_ROWS)}, got {row!r}")
     column, settings = _column(column), dict(TABLE1_ROWS[row])
@@ -123,8 +127,9 @@ def table1_config(row: str, column, base: CifarConfig = PAPER_CIFAR100) -> Cifar
 
 
 def table1_beta_source(row: str, column) -> Optional[str]:
-    """Where the DM beta of a Table 1 cell came from: the authors' run
-    folder, or `GUESSED`; None for non-DM rows and "DM (beta = 0)"."""
+    """Where the DM beta of a Table 1 cell came from: the authors' run folder, or `GUESSED`.
+
+    None for non-DM rows and "DM (beta = 0)"."""
     settings = TABLE1_ROWS[row]
     if settings["method"] != "DM" or "beta" in settings:
         return None
@@ -142,11 +147,12 @@ def table9_rows() -> list:
 
 
 def parse_table9_model(model: str) -> dict:
-    """The method settings a Table 9 model string names: ``"CCE"`` ->
-    ``{"method": "CCE"}``; ``"DM lambda=0.5, beta=12"`` -> ``{"method":
-    "DM", "lam": 0.5, "beta": 12.0}``. ``"DM beta=0"`` gives every example
-    the weight exp(0) = 1 whatever lambda is, so lambda is taken from
-    Table 1's "DM (beta = 0)" row (`TABLE1_ROWS`)."""
+    """The method settings a Table 9 model string names, as a dict of `Config` fields.
+
+    ``"CCE"`` -> ``{"method": "CCE"}``; ``"DM lambda=0.5, beta=12"`` ->
+    ``{"method": "DM", "lam": 0.5, "beta": 12.0}``. ``"DM beta=0"`` gives every example the weight
+    exp(0) = 1 whatever lambda is, so lambda is taken from Table 1's "DM (beta = 0)" row
+    (`TABLE1_ROWS`). Raises ValueError for a string it cannot parse."""
     if model in losses.METHODS and model != "DM":
         return {"method": model}
     match = _DM_MODEL.match(model)
@@ -171,8 +177,7 @@ def table9_config(row: dict, base: CifarConfig = PAPER_CIFAR10_RESNET56) -> Cifa
 # --- Table 5: IMDB -----------------------------------------------------------
 
 def table5_rows() -> list:
-    """Table 5's rows in the paper's order: "r = 0.0", "r = 0.2", "r = 0.4",
-    "P-N 10:1", "P-N 50:1"."""
+    """Table 5's rows in the paper's order: "r = 0.0", "r = 0.2", "r = 0.4", "P-N 10:1", "P-N 50:1"."""
     return list(table("table5")["rows"])
 
 
@@ -202,9 +207,11 @@ TABLE5_SEEDS = (123, 124, 125, 126, 127)
 
 
 def table5_config(row: str, column: str, features: str, base: ImdbConfig = PAPER_IMDB) -> ImdbConfig:
-    """The `dm.experiments.imdb.Config` of one cell: ``row`` a key of `TABLE5_ROWS`, ``column`` a
-    method of `METHODS` or one of `IMBALANCE_EXTRA`; ``features`` the
-    paragraph vectors' cache key."""
+    """The `dm.experiments.imdb.Config` of one Table 5 cell, built from ``base``.
+
+    ``row`` a key of `TABLE5_ROWS`, ``column`` a method of `dm.losses.METHODS` or one of
+    `IMBALANCE_EXTRA`; ``features`` the paragraph vectors' cache key. Raises ValueError for an
+    unknown row or column."""
     if row not in TABLE5_ROWS:
         raise ValueError(f"row must be one of {list(TABLE5_ROWS)}, got {row!r}")
     settings = dict(TABLE5_ROWS[row], features=features)
@@ -220,11 +227,11 @@ def table5_config(row: str, column: str, features: str, base: ImdbConfig = PAPER
 
 
 def table5_configs(features: str, base: ImdbConfig = PAPER_IMDB, rows=None, seeds=None) -> dict:
-    """``{(row, column): Config}`` for every cell of Table 5 (all of ``rows``,
-    default every row): the nine methods in each row, and the two
-    class-weighted ones (`IMBALANCE_EXTRA`) in the imbalance rows. 49 cells.
-    With ``seeds`` (a sequence of ints): ``{(row, column, seed): Config}``,
-    every cell once per seed."""
+    """``{(row, column): Config}`` for every cell of Table 5, or with ``seeds`` once per seed.
+
+    All of ``rows`` (default every row): the nine methods in each row, and the two class-weighted
+    ones (`IMBALANCE_EXTRA`) in the imbalance rows, 49 cells. With ``seeds`` (distinct non-negative
+    ints; ValueError otherwise): ``{(row, column, seed): Config}``."""
     rows = list(TABLE5_ROWS) if rows is None else list(rows)
     cells = {(row, column): table5_config(row, column, features, base)
              for row in rows
@@ -242,12 +249,13 @@ def table5_configs(features: str, base: ImdbConfig = PAPER_IMDB, rows=None, seed
 # --- a table's share --------------------------------------------------------
 
 def table_configs(table: str, base: CifarConfig, rows=None, columns=None) -> dict:
-    """The cells of ``table`` ("table1" or "table9") built from ``base``, as
-    ``{(row, column): Config}``, column by column: the order in which they
-    pack (`packs`). Table 1: rows are the paper's method rows, columns its
-    keys ("clean", "s0.4", "a0.2", ...); Table 9: rows are its models
-    ("CCE", "DM lambda=0.5, beta=12", ...), columns its noise rates ("0.4").
-    ``rows``/``columns``: keep only those (an unknown name is an error)."""
+    """The cells of ``table`` ("table1" or "table9") built from ``base``: ``{(row, column): Config}``.
+
+    Column by column, the order in which they pack (`dm.experiments.cifar.packs`). Table 1: rows are
+    the paper's method rows, columns its keys ("clean", "s0.4", "a0.2", ...); Table 9: rows are its
+    models ("CCE", "DM lambda=0.5, beta=12", ...), columns its noise rates ("0.4").
+    ``rows``/``columns``: keep only those. Raises ValueError for another table or an unknown row or
+    column."""
     if table == "table1":
         all_rows, all_columns = table1_rows(), [c["key"] for c in table1_columns()]
         cells = {(row, key): table1_config(row, key, base) for key in all_columns for row in all_rows}
@@ -266,10 +274,11 @@ def table_configs(table: str, base: CifarConfig, rows=None, columns=None) -> dic
 
 
 def shard(cells: dict, index: int, count: int) -> dict:
-    """Shard ``index`` of ``count`` (0-based, as ``sbatch --array=0-<count-1>``
-    numbers its tasks) of ``cells``: a contiguous slice of their order, so
-    every cell is in exactly one shard and a shard's cells share as few
-    packs as possible (Table 1 in 7 shards: one column each)."""
+    """Shard ``index`` of ``count`` of ``cells``: a contiguous slice of their order.
+
+    ``index`` is 0-based, as ``sbatch --array=0-<count-1>`` numbers its tasks; every cell is in
+    exactly one shard and a shard's cells share as few packs as possible (Table 1 in 7 shards: one
+    column each). Raises ValueError for a bad ``index`` or ``count``."""
     _checks.positive_integer("shard count", count)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
         raise ValueError(f"shard index must lie in [0, {count - 1}], got {index!r}")

@@ -1,36 +1,17 @@
-"""CIFAR ResNets (He, Zhang, Ren, Sun 2016, section 4.2).
+"""CIFAR ResNets (He, Zhang, Ren, Sun 2016, section 4.2), one network or K packed side by side.
 
-A 3x3 convolution with 16 filters, then three stages of ``n`` basic blocks
-(two 3x3 convolutions each) with 16, 32 and 64 filters on 32x32, 16x16 and
-8x8 feature maps, global average pooling and one linear layer: depth
-``6n + 2``. The paper's CIFAR networks are ResNet-20/32/44/56/110 (n = 3, 5,
-7, 9, 18); the DM paper uses ResNet-44 on CIFAR-100 and ResNet-56 on CIFAR-10.
-ResNet-8 (n = 1) is offered for quick CPU checks only.
-
-Where a stage halves the resolution and doubles the width, the shortcut is
-by default He et al.'s option A: subsample by 2 and pad the new channels with
-zeros, so shortcuts add no parameters (their CIFAR networks have 0.27M-1.7M
-parameters; ResNet-44 has 0.66M). ``shortcut="B"`` uses a projection there
-instead (a strided 1x1 convolution and batch norm), as the DM authors'
-Caffe ResNet-44 does.
-
-Two more options follow the authors' Caffe network file (``train.prototxt``
-of their run folders): ``init="msra"`` draws every convolution and the final
-linear layer from Caffe's "msra" filler (He et al.'s normal with the
-variance over the *fan-in*, std sqrt(2 / fan_in); biases zero), where the
-default is PyTorch's He normal over the fan-out for the convolutions and
-PyTorch's own initialisation of the linear layer; ``batchnorm="caffe"`` uses
-`CaffeBatchNorm2d`, whose test-time statistics are Caffe's normalised moving
-average (fraction 0.999), not PyTorch's momentum-0.1 running estimate.
-(Their convolutions also carry biases, each followed by batch norm, which
-subtracts the batch mean: such a bias cancels exactly, in training and at
-test, so it is not reproduced.)
-
-Under DistributedDataParallel (`dm.experiments.cifar.run(..., ddp=True)`) each
-process sees a slice of the batch; `batch_statistics_across_processes`
-makes every batch norm of a network normalise by the mean and variance of
-the whole global batch (`BatchNorm2d`), so that N processes train the
-network one process would on the concatenated batch.
+A 3x3 convolution with 16 filters, three stages of ``n`` basic blocks (two 3x3 convolutions
+each) with 16, 32 and 64 filters on 32x32, 16x16 and 8x8 maps, global average pooling and one
+linear layer: depth ``6n + 2`` (`DEPTHS`; ResNet-8 for quick CPU checks only). Where a stage
+widens, ``shortcut="A"`` (the default, He et al.'s option A) subsamples by 2 and pads the new
+channels with zeros; ``"B"`` projects (a strided 1x1 convolution and batch norm). ``init``:
+PyTorch's He normal over the fan-out for the convolutions and PyTorch's own linear layer
+(``"kaiming_fan_out"``), or Caffe's "msra" filler, std ``sqrt(2 / fan_in)`` and biases 0, on
+every convolution and the linear layer (``"msra"``). ``batchnorm``: `BatchNorm2d` (``"torch"``)
+or `CaffeBatchNorm2d` (``"caffe"``). "B", "msra" and "caffe" are the authors' Caffe ResNet-44:
+chapter 8, section "dm.models.resnet and the authors' Caffe network". Under
+DistributedDataParallel, `batch_statistics_across_processes` makes every batch norm use the
+global batch's statistics, so N processes train the network one process would.
 """
 
 from __future__ import annotations
@@ -51,40 +32,33 @@ BATCHNORMS = ("torch", "caffe")
 
 
 class BatchNorm2d(nn.BatchNorm2d):
-    """``torch.nn.BatchNorm2d`` (the same parameters, buffers and numbers),
-    which can also take its training statistics over the global batch of
-    all processes of torch.distributed's default group
-    (``across_processes = True``, set by `batch_statistics_across_processes`).
+    """``torch.nn.BatchNorm2d`` that can take its training statistics over all processes.
 
-    Then, in training, with ``x_r`` the slice of process r and ``n`` the
-    global count of values per channel, ``mean = sum_r sum x_r / n`` and
-    ``var = sum_r sum (x_r - mean)^2 / n`` (two passes, both summed over the
-    processes by differentiable all-reduces, so the backward pass is that of
-    one batch norm over the whole batch); the output is ``(x - mean) /
-    sqrt(var + eps) * weight + bias``, computed in float32 (float64 for
-    float64 input) and returned in ``x``'s dtype, and the running estimates
-    are updated as PyTorch does (momentum, the unbiased variance
-    ``var * n / (n - 1)``), identically in every process. This works on any device and backend (gloo on CPUs,
-    NCCL on GPUs), unlike ``torch.nn.SyncBatchNorm``, which needs a GPU:
-    so the CPU tests check the code the GPUs run. It costs two small
-    all-reduces per layer in each direction. Evaluation (``eval()``) uses
-    the running estimates, as always."""
+    The same parameters, buffers and numbers as ``torch.nn.BatchNorm2d``. With
+    ``across_processes = True`` (set by `batch_statistics_across_processes`), training normalises by
+    the mean and the variance ``var`` of the global batch of all processes of torch.distributed's
+    default group: ``(x - mean) / sqrt(var + eps) * weight + bias``, computed in float32 (float64
+    for float64 input) through differentiable all-reduces and returned in ``x``'s dtype; the running
+    estimates are updated as PyTorch does (momentum, the unbiased variance ``var * n / (n - 1)``),
+    identically in every process. Any device and backend (gloo, NCCL); evaluation uses the running
+    estimates, as always. Raises RuntimeError without a process group, ValueError for
+    ``momentum=None``. How, and why not ``torch.nn.SyncBatchNorm``: the how-to page, section "Under
+    DDP"."""
 
     across_processes: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The global batch's statistics in training with ``across_processes``;
-        else exactly ``torch.nn.BatchNorm2d``'s forward."""
+        """``torch.nn.BatchNorm2d``'s forward; in training with ``across_processes``, the global batch's."""
         if self.training and self.across_processes:
             return _batch_norm_across_processes(self, x)
         return super().forward(x)
 
 
 class _SumAcrossProcesses(torch.autograd.Function):
-    """``sum_r x_r`` over the processes of the default group, in every
-    process. Backward: the gradient of ``sum_s L_s`` with respect to ``x_r``
-    is ``sum_s dL_s/d(sum)``, the incoming gradients summed over the processes
-    in turn."""
+    """``sum_r x_r`` over the processes of the default group, in every process, differentiably.
+
+    Backward: the gradient of ``sum_s L_s`` with respect to ``x_r`` is ``sum_s dL_s/d(sum)``, the
+    incoming gradients summed over the processes in turn."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -132,10 +106,10 @@ def _batch_norm_across_processes(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.T
 
 
 def batch_statistics_across_processes(model: nn.Module) -> nn.Module:
-    """Make every batch norm of ``model`` (a `ResNet` or `PackedResNet`)
-    normalise by the statistics of the global batch of all processes in
-    training (`BatchNorm2d`). Returns ``model``. A batch norm that is not
-    this module's `BatchNorm2d` is refused by name, rather than left to
+    """Make every batch norm of ``model`` use the global batch's statistics in training.
+
+    ``model``: a `ResNet` or `PackedResNet`, returned, its `BatchNorm2d` layers set
+    ``across_processes``. Any other batch norm raises TypeError naming it, rather than being left to
     normalise each process's slice on its own."""
     for name, module in model.named_modules():
         if isinstance(module, BatchNorm2d):
@@ -147,21 +121,15 @@ def batch_statistics_across_processes(model: nn.Module) -> nn.Module:
 
 
 class CaffeBatchNorm2d(BatchNorm2d):
-    """Batch norm whose test-time mean and variance are Caffe's estimate.
+    """Batch norm whose test-time mean and variance are Caffe's normalised moving average.
 
-    Caffe's ``BatchNorm`` layer keeps ``S <- a S + x`` and ``Z <- a Z + 1``
-    for each batch statistic ``x`` (``moving_average_fraction`` a = 0.999, its
-    default, which the authors' network keeps) and uses ``S / Z`` at test
-    time: an exponentially weighted mean of all batches so far, normalised,
-    so early in training it is not pulled towards an initial value.
-    PyTorch's update ``r <- (1 - m) r + m x`` with ``m = 1 - a`` started from
-    ``r = 0`` gives ``r_t = (1 - a) S_t`` and ``Z_t = (1 - a^t) / (1 - a)``,
-    so ``S / Z = r_t / (1 - a^t)``: the running statistics start at zero
-    and are divided by ``1 - a^t`` (``t`` = ``num_batches_tracked``) at test
-    time, with tensor operations only (no host sync, nothing for
-    ``torch.compile`` to guard on). Training-mode normalisation (batch
-    statistics, eps 1e-5, the unbiased variance in the running estimate) is
-    PyTorch's, which is Caffe's too."""
+    Training mode is PyTorch's (batch statistics, eps 1e-5, the unbiased variance in the running
+    estimate), which is Caffe's too. The running statistics start at zero, are updated with momentum
+    ``1 - fraction`` (Caffe's ``moving_average_fraction``, default 0.999) and at test time are
+    divided by ``1 - fraction ** t``, ``t`` = ``num_batches_tracked`` (0 for a layer never trained):
+    Caffe's estimate ``S / Z``, with tensor operations only (no host sync, nothing for
+    ``torch.compile`` to guard on). Derivation: chapter 8, section "dm.models.resnet and the
+    authors' Caffe network"."""
 
     def __init__(self, num_features: int, fraction: float = 0.999, eps: float = 1e-5):
         super().__init__(num_features, eps=eps, momentum=1.0 - fraction)
@@ -190,9 +158,10 @@ def _norm(batchnorm: str):
 
 
 class _Block(nn.Module):
-    """A basic block; with ``pack = K`` it holds K blocks side by side: the
-    input and output channels are the K members' channels one after another,
-    and each convolution has ``groups = K`` (see `PackedResNet`)."""
+    """A basic block, or with ``pack = K`` K blocks side by side (see `PackedResNet`).
+
+    Packed, the input and output channels are the K members' channels one after another, and each
+    convolution has ``groups = K``."""
 
     def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "A",
                  batchnorm: str = "torch", pack: int = 1):
@@ -228,8 +197,9 @@ class _Block(nn.Module):
 
 
 def _layers(depth: int, shortcut: str, batchnorm: str, pack: int = 1):
-    """The first convolution, its batch norm and the three stages of
-    ``(depth - 2) / 6`` blocks, for one network or ``pack`` side by side."""
+    """The first convolution, its batch norm and the three stages, for one network or ``pack``.
+
+    Each stage has ``(depth - 2) / 6`` blocks."""
     n = (depth - 2) // 6
     blocks, planes = [], 16
     for width, stride in ((16, 1), (32, 2), (64, 2)):
@@ -240,8 +210,10 @@ def _layers(depth: int, shortcut: str, batchnorm: str, pack: int = 1):
 
 
 class ResNet(nn.Module):
-    """A CIFAR ResNet of depth ``6n + 2`` for 3x32x32 inputs (``shortcut``,
-    ``init`` and ``batchnorm``: see the module docstring)."""
+    """A CIFAR ResNet of depth ``6n + 2`` for 3x32x32 inputs.
+
+    ``shortcut``, ``init`` and ``batchnorm``: see the module docstring. Raises ValueError for an
+    unknown option, a depth not in `DEPTHS` or fewer than 2 classes."""
 
     def __init__(self, depth: int = 44, num_classes: int = 10, shortcut: str = "A",
                  init: str = "kaiming_fan_out", batchnorm: str = "torch"):
@@ -279,9 +251,10 @@ class ResNet(nn.Module):
 
 
 class _PackedLinear(nn.Module):
-    """K linear layers side by side: ``weight`` [K * out, in] and ``bias``
-    [K * out] are the members' own, one after another; input ``[B, K * in]``
-    (member k's features in the k-th block), output ``[K, B, out]``."""
+    """K linear layers side by side: input ``[B, K * in]``, output ``[K, B, out]``.
+
+    ``weight`` [K * out, in] and ``bias`` [K * out] are the members' own, one after another; member
+    k's features are the input's k-th block."""
 
     def __init__(self, pack: int, in_features: int, out_features: int):
         super().__init__()
@@ -297,28 +270,21 @@ class _PackedLinear(nn.Module):
 
 
 class PackedResNet(nn.Module):
-    """K CIFAR ResNets of one architecture trained side by side as one
-    network: ``PackedResNet(models)`` with K `ResNet` s (their current
-    weights are copied in).
+    """K CIFAR ResNets of one architecture trained side by side as one network.
 
-    Every layer holds the K members' layers side by side, so one kernel
-    serves all K: the first convolution outputs K x 16 channels from the
-    shared input image, every later convolution is a grouped convolution
-    (``groups = K``: member k's channels see only member k's channels),
-    batch norm is per channel (hence per member, with each member's own
-    statistics), and the last layer is a batched matrix product. The
-    forward pass of a batch ``x`` [B, 3, 32, 32] returns ``[K, B, classes]``:
-    member k's logits equal ``models[k](x)`` up to float rounding (the
-    grouped kernels add in their own order).
+    ``PackedResNet(models)`` copies in the current weights of K `ResNet` s (TypeError for an empty
+    list or anything else, ValueError for different architectures). Every layer holds the K members'
+    layers side by side, so one kernel serves all K: the first convolution outputs K x 16 channels
+    from the shared image, every later convolution is grouped (``groups = K``), batch norm keeps
+    each member's own statistics, and the last layer is a batched matrix product. A batch
+    ``[B, 3, 32, 32]`` gives logits ``[K, B, classes]``, member k's equal to ``models[k](x)`` up to
+    float rounding (the grouped kernels add in their own order).
 
-    The state dict has `ResNet`'s keys, and each tensor is the members'
-    tensors concatenated along dim 0 (0-d ones such as
-    ``num_batches_tracked`` are shared): `dm.packed.split_state` cuts it into
-    K state dicts that a `ResNet` loads, `dm.packed.join_states` packs them.
-    The same holds for an optimizer over its parameters whose update is
-    elementwise (SGD with momentum and weight decay), so packed training
-    is K trainings with each member's own weights, statistics and optimizer
-    state, on the same batches."""
+    The state dict has `ResNet`'s keys, each tensor the members' concatenated along dim 0 (0-d ones
+    such as ``num_batches_tracked`` shared): `dm.packed.split_state` cuts it into K state dicts that
+    a `ResNet` loads, `dm.packed.join_states` packs them. With an optimizer whose update is
+    elementwise (SGD with momentum and weight decay), packed training is K trainings with each
+    member's own weights, statistics and optimizer state, on the same batches."""
 
     def __init__(self, models: list):
         super().__init__()

@@ -1,13 +1,10 @@
-"""Our results beside the paper's tables, as Markdown (no pandas): each
-cell holds *the paper's number / ours* (accuracies as fractions, shown in
-percent). The paper's numbers and the cells' configurations are
-`dm.experiments.tables`'.
+"""Our results beside the paper's tables, as Markdown (no pandas): *the paper's number / ours*.
 
-Only full-mode results on real data go in the "ours" column, unless a
-caller asks for smoke results (``include_smoke=True``, for a table labelled
-as a pipeline check). A result goes in the cell whose configuration equals
-its stored ``config``; one that matches no cell raises, so nothing lands in
-the wrong place silently.
+Accuracies are stored as fractions and shown in percent; the paper's numbers and the cells'
+configurations are `dm.experiments.tables`'. Only full-mode results on real data go in the
+"ours" column, unless a caller asks for smoke results (``include_smoke=True``, for a table
+labelled as a pipeline check). A result goes in the cell whose configuration equals its stored
+``config``; one that matches no cell raises, so nothing lands in the wrong place silently.
 """
 
 from __future__ import annotations
@@ -53,15 +50,12 @@ TABLE9_MEASURES = {
 }
 
 def table9_measures(result: dict) -> dict:
-    """Table 9's four measures of one result, as fractions (None where not
-    recorded, e.g. a run with ``eval_train=False``).
+    """Table 9's four measures of one result: ``{"best", "final", "corrupted", "intact"}``.
 
-    The paper's "corrupted" and "intact" columns are training accuracies on
-    the whole training set, against the corrupted labels and against the
-    intact (original) labels: its CCE rows read intact ~ 100 (1 - r), what a
-    network that fits every training label, noisy ones included, scores.
-    `dm.experiments.cifar.run` records both (``final_train_accuracy_noisy_labels``
-    and ``final_train_accuracy_clean_labels``).
+    Fractions, None where not recorded (e.g. a run with ``eval_train=False``). "corrupted" and
+    "intact" are the whole training set's accuracy against the corrupted and against the intact
+    labels (``final_train_accuracy_noisy_labels``, ``final_train_accuracy_clean_labels``); why that
+    reading of the paper: chapter 9, section "What the two training accuracies measure".
     """
     return {"best": result["best_test_accuracy"], "final": result["final_test_accuracy"],
             "corrupted": result.get("final_train_accuracy_noisy_labels"),
@@ -71,8 +65,7 @@ def table9_measures(result: dict) -> dict:
 # --- placing results ----------------------------------------------------------
 
 def is_full(result: dict) -> bool:
-    """Whether ``result`` comes from a full-mode run (``DM_MODE=full``) on
-    real data."""
+    """Whether ``result`` comes from a full-mode run (``DM_MODE=full``) on real data."""
     return result.get("mode") == "full" and not result.get("fabricated_data", False)
 
 
@@ -127,17 +120,19 @@ def _table9_cells(base: Config) -> dict:
 
 def table1_cells(results: Iterable[dict], base: Config = experiments.PAPER_CIFAR100,
                  include_smoke: bool = False) -> dict:
-    """``{(row, column key): result}`` for the results that belong in Table 1
-    built from ``base``; smoke-mode results are left out unless
-    ``include_smoke``."""
+    """``{(row, column key): result}`` for the results that belong in Table 1 built from ``base``.
+
+    Smoke-mode results are left out unless ``include_smoke``. Raises ValueError for a result that
+    matches no cell, or a second result for a cell."""
     return _place(results, _table1_cells(base), include_smoke)
 
 
 def table9_cells(results: Iterable[dict], base: Config = experiments.PAPER_CIFAR10_RESNET56,
                  include_smoke: bool = False) -> dict:
-    """``{(rate, model): result}`` for the results that belong in Table 9
-    built from ``base``; smoke-mode results are left out unless
-    ``include_smoke``."""
+    """``{(rate, model): result}`` for the results that belong in Table 9 built from ``base``.
+
+    Smoke-mode results are left out unless ``include_smoke``. Raises ValueError for a result that
+    matches no cell, or a second result for a cell."""
     return _place(results, _table9_cells(base), include_smoke)
 
 
@@ -166,17 +161,17 @@ _ACCURACY = {"final": "final_test_accuracy", "best": "best_test_accuracy"}
 def table1_markdown(results: Iterable[dict] = (), base: Config = experiments.PAPER_CIFAR100, *,
                     accuracy: str = "best", include_smoke: bool = False, show_paper: bool = True,
                     label: str = "ours", reference_rows: bool = True) -> str:
-    """Table 1 as Markdown: rows = the paper's methods, columns = clean,
-    s0.2, s0.4, s0.6, a0.2, a0.3, a0.4; each cell "paper / ours" in percent,
-    ours = the ``accuracy`` test accuracy of the cell's run, "—" where there
-    is none. ``accuracy="best"`` (the default) is the paper's own measure,
-    the best of the evaluations every 1000 iterations (`dm.experiments.authors`): the
-    cell then reads "paper / best (final)"; "final" shows the last one alone.
+    """Table 1 as Markdown, each cell "paper / ours" in percent, under a legend line.
 
-    ``reference_rows``: add the rows of `TABLE1_REFERENCE_ROWS` (another
-    paper's numbers, paper only, in italics). ``show_paper=False`` with
-    ``include_smoke=True`` gives a table of our numbers alone (the smoke
-    pipeline check); ``label`` names our column in the legend line.
+    Rows: the paper's methods; columns: clean, s0.2, s0.4, s0.6, a0.2, a0.3, a0.4; ours: the
+    ``accuracy`` test accuracy of the cell's run, "—" where there is none. ``accuracy="best"`` (the
+    default) is the paper's own measure, the best of the evaluations every 1000 iterations
+    (`dm.experiments.authors`): the cell then reads "paper / best (final)"; "final" shows the last
+    one alone (ValueError for anything else).
+
+    ``reference_rows``: add the rows of `TABLE1_REFERENCE_ROWS` (another paper's numbers, paper
+    only, in italics). ``show_paper=False`` with ``include_smoke=True`` gives a table of our numbers
+    alone (the smoke pipeline check); ``label`` names our column in the legend line.
     """
     if accuracy not in _ACCURACY:
         raise ValueError(f"accuracy must be one of {list(_ACCURACY)}, got {accuracy!r}")
@@ -207,10 +202,10 @@ def table1_markdown(results: Iterable[dict] = (), base: Config = experiments.PAP
 
 def table9_markdown(results: Iterable[dict] = (), base: Config = experiments.PAPER_CIFAR10_RESNET56, *,
                     include_smoke: bool = False, show_paper: bool = True, label: str = "ours") -> str:
-    """Table 9 as Markdown: rows = (noise rate, model), columns = best,
-    final, corrupted, intact (see `table9_measures`); each cell "paper /
-    ours" in percent, "—" where there is no run, "n/r" where the run does not
-    record the measure."""
+    """Table 9 as Markdown, each cell "paper / ours" in percent, under a legend line.
+
+    Rows: (noise rate, model); columns: best, final, corrupted, intact (see `table9_measures`); "—"
+    where there is no run, "n/r" where the run does not record the measure."""
     placed = table9_cells(results, base, include_smoke)
     spec = table("table9")
     columns = spec["columns"]
@@ -245,10 +240,11 @@ def preset_differences_markdown(dataset: str = "cifar100") -> str:
 
 
 def table1_beta_markdown() -> str:
-    """DM's beta in each Table 1 cell (the paper does not list them) and its
-    source, from `dm.experiments.tables.table1_beta_source`: "run" (the authors' run
-    folder of that cell, `table1_beta_sources_markdown`) or "guessed"
-    (`dm.tables.GUESSED`). Rows: the DM rows with a beta to choose."""
+    """DM's beta in each Table 1 cell, which the paper does not list, and its source, as Markdown.
+
+    Rows: the DM rows with a beta to choose. Source (`dm.experiments.tables.table1_beta_source`):
+    "run" (the authors' run folder of that cell, `table1_beta_sources_markdown`) or "guessed"
+    (`dm.experiments.tables.GUESSED`)."""
     columns = table1_columns()
     rows = []
     for name in _beta_rows():
@@ -261,10 +257,11 @@ def table1_beta_markdown() -> str:
 
 
 def table1_beta_sources_markdown() -> str:
-    """Where each DM beta of Table 1 comes from: the run folder in the
-    authors' repository (`dm.experiments.authors.REPOSITORY`) and that run's best and
-    final test accuracy beside the paper's cell; guessed cells are listed
-    with the reason."""
+    """Where each DM beta of Table 1 comes from, as Markdown: the authors' run folder, or a guess.
+
+    The run folder in the authors' repository (`dm.experiments.authors.REPOSITORY`) and that run's
+    best and final test accuracy beside the paper's cell; guessed cells are listed with the reason.
+    """
     columns = table1_columns()
     keys = [c["key"] for c in columns]
     paper_rows = table("table1")["rows"]
@@ -285,10 +282,10 @@ def table1_beta_sources_markdown() -> str:
 
 
 def authors_logs_markdown() -> str:
-    """Table 1's symmetric columns as the authors' logs give them: each
-    cell "paper / the run's best / its final", in percent (`dm.experiments.authors`).
-    Where the paper's number equals the best as printed, the best is in
-    bold."""
+    """Table 1's symmetric columns as the authors' logs give them, as Markdown.
+
+    Each cell "paper / the run's best / its final", in percent (`dm.experiments.authors`); where the
+    paper's number equals the best as printed, the best is in bold."""
     spec = table("table1")
     keys = [c["key"] for c in spec["columns"]]
     logged = sorted({run["column"] for run in authors.logs()}, key=keys.index)
@@ -323,12 +320,12 @@ def _table5_cells(features: str, base: sentiment.Config) -> dict:
 
 def table5_cells(results: Iterable[dict], features: str, base: sentiment.Config = sentiment.PAPER_IMDB,
                  include_smoke: bool = False) -> dict:
-    """``{(row, column): [result, ...]}`` for the results that belong in Table
-    5 (and its class-weighted imbalance cells) on the paragraph vectors
-    ``features``, each cell's results in the order of their seeds (a cell
-    holds every seed of its configuration); smoke-mode results are left out
-    unless ``include_smoke``. A result that matches no cell, or a second
-    result for one cell and seed, raises."""
+    """``{(row, column): [result, ...]}`` for the results that belong in Table 5, by seed.
+
+    Table 5 and its class-weighted imbalance cells on the paragraph vectors ``features``; each
+    cell's results in the order of their seeds (a cell holds every seed of its configuration);
+    smoke-mode results are left out unless ``include_smoke``. A result that matches no cell, or a
+    second result for one cell and seed, raises ValueError."""
     cells = _table5_cells(features, base)
     placed: dict = {}
     for result in results:
@@ -375,10 +372,10 @@ def _seeds_legend(placed: dict) -> tuple:
 def table5_markdown(results: Iterable[dict] = (), features: str = "",
                     base: sentiment.Config = sentiment.PAPER_IMDB, *, include_smoke: bool = False,
                     show_paper: bool = True, label: str = "ours") -> str:
-    """Table 5 as Markdown: rows = noise rates and imbalance ratios, columns =
-    the nine methods; each cell "paper / ours", ours = the final test
-    accuracy in percent (over several seeds: mean ± standard error), "—"
-    where there is no run."""
+    """Table 5 as Markdown, each cell "paper / ours" in percent, under a legend line.
+
+    Rows: noise rates and imbalance ratios; columns: the nine methods; ours: the final test accuracy
+    (over several seeds: mean ± standard error), "—" where there is no run."""
     placed = table5_cells(results, features, base, include_smoke)
     common, seeds = _seeds_legend(placed)
     spec = table("table5")
@@ -400,13 +397,12 @@ def table5_markdown(results: Iterable[dict] = (), features: str = "",
 def imbalance_markdown(results: Iterable[dict] = (), features: str = "",
                        base: sentiment.Config = sentiment.PAPER_IMDB, *,
                        include_smoke: bool = False, label: str = "ours") -> str:
-    """The imbalance rows in detail, ours only: for each ratio and method
-    (the nine, then CCE and DM with class weights), the final test accuracy,
-    balanced accuracy (the mean of the two recalls) and each class's recall,
-    in percent. On a balanced test set (as IMDB's is) balanced accuracy and
-    accuracy are equal, both the mean of the two recalls; the recalls show
-    which class a model gives up: one that predicts one class scores 50 %
-    with recalls 0 and 100."""
+    """The imbalance rows in detail, ours only, as Markdown: accuracy and each class's recall.
+
+    For each ratio and method (the nine, then CCE and DM with class weights), the final test
+    accuracy, balanced accuracy (the mean of the two recalls) and each class's recall, in percent.
+    On a balanced test set (as IMDB's is) balanced accuracy and accuracy are equal; the recalls show
+    which class a model gives up: one that predicts one class scores 50 % with recalls 0 and 100."""
     placed = table5_cells(results, features, base, include_smoke)
     common, seeds = _seeds_legend(placed)
     rows = []
@@ -434,12 +430,12 @@ _CIFAR_TABLES = {"cifar100": "table1", "cifar10": "table9"}
 
 
 def load_results(folder) -> list:
-    """Every ``result.json`` under ``folder``, at any depth (the book keeps
-    them as ``results/<experiment>/<run name>/result.json``; see
-    ``results/README.md``), in the order of their paths. Each is the dict
-    `dm.experiments.cifar.run` or `dm.experiments.imdb.run` wrote, with ``"result_file"``
-    added: its path relative to ``folder``. ``[]`` where ``folder`` does not
-    exist; a file that is not a result dict raises, naming it."""
+    """Every ``result.json`` under ``folder``, at any depth, in the order of their paths.
+
+    The book keeps them as ``results/<experiment>/<run name>/result.json`` (see
+    ``results/README.md``). Each is the dict `dm.experiments.cifar.run` or `dm.experiments.imdb.run`
+    wrote, with ``"result_file"`` added: its path relative to ``folder``. ``[]`` where ``folder``
+    does not exist; a file that is not a result dict raises ValueError, naming it."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -454,8 +450,7 @@ def load_results(folder) -> list:
 
 
 class Group(NamedTuple):
-    """Results that belong in one table built from one base configuration, on
-    one data set."""
+    """Results that belong in one table built from one base configuration, on one data set."""
     table: str      # "table1", "table9" or "table5"
     label: str      # the preset ("paper", "authors"); for Table 5 the features' key
     base: object    # the base configuration (a dm.experiments.cifar or dm.experiments.imdb Config)
@@ -484,28 +479,27 @@ def _candidates(config: dict):
 
 
 def data_copy(result: dict) -> str:
-    """Which data a result's run saw, as its table on the results page files
-    it: "official", or a copy that is not the official data (e.g. "JPEG
-    copy"). The reassembled IMDB archive holds the official reviews (its
-    content digest shows it), so its runs count as official. Results that
-    record no data (older runs) count as official."""
+    """Which data a result's run saw, as the results page files it: "official", or a copy's name.
+
+    A copy that is not the official data, e.g. "JPEG copy". The reassembled IMDB archive holds the
+    official reviews (its content digest shows it), so its runs count as official; so do results
+    that record no data (older runs)."""
     copy = (result.get("data") or {}).get("copy", "official")
     return "official" if copy in ("official", "official archive", "reassembled copy") else copy
 
 
 def sort_results(results: Iterable[dict]) -> Sorted:
-    """Group ``results`` by the table and the base configuration (preset) they
-    were trained from: a CIFAR-100 result whose config is a Table 1 cell's
-    built from `dm.experiments.cifar.PAPER_CIFAR100` goes to ("table1", "paper"),
-    from `AUTHORS_CIFAR100` to ("table1", "authors"); CIFAR-10 likewise to
-    Table 9; an IMDB result to ("table5", its features' key), built from
-    `dm.experiments.imdb.PAPER_IMDB`, where a cell holds one result per seed. Runs
-    on a copy that is not the official data (`data_copy`, e.g. CIFAR-10's
-    JPEG copy) get tables of their own, never the official data's cells.
-    Nothing raises: results of smoke runs (`is_full`), results whose config
-    is no cell of any table (changed settings, another seed, the digits
-    stand-in) and second results for a cell (and seed) already taken are
-    left out, each with the reason."""
+    """Group ``results`` by table and preset, and list the ones in no table with the reason why.
+
+    By the table and the base configuration (preset) they were trained from: a CIFAR-100 result
+    whose config is a Table 1 cell's built from `dm.experiments.cifar.PAPER_CIFAR100` goes to
+    ("table1", "paper"), from `dm.experiments.cifar.AUTHORS_CIFAR100` to ("table1", "authors");
+    CIFAR-10 likewise to Table 9; an IMDB result to ("table5", its features' key), built from
+    `dm.experiments.imdb.PAPER_IMDB`, where a cell holds one result per seed. Runs on a copy that is
+    not the official data (`data_copy`, e.g. CIFAR-10's JPEG copy) get tables of their own, never
+    the official data's cells. Nothing raises: results of smoke runs (`is_full`), results whose
+    config is no cell of any table (changed settings, another seed, the digits stand-in) and second
+    results for a cell (and seed) already taken are left out, each with the reason."""
     groups, taken, left_out = {}, {}, []
     for result in results:
         config = result.get("config")
@@ -548,10 +542,11 @@ def _hours(seconds) -> str:
 
 
 def runs_markdown(results: Iterable[dict]) -> str:
-    """Where, how long and how each result was run, as a Markdown table: its
-    file (or name), mode, hardware, training time (``wall_seconds``, all
-    sessions of the run), precision and torch version ("n/r" where the result
-    does not record one: IMDB runs record no precision)."""
+    """Where, how long and how each result was run, as a Markdown table.
+
+    Its file (or name), mode, hardware, training time (``wall_seconds``, all sessions of the run),
+    precision and torch version ("n/r" where the result does not record one: IMDB runs record no
+    precision)."""
     rows = [[f"`{r.get('result_file', r.get('name', '?'))}`", str(r.get("mode", NOT_RECORDED)),
              str(r.get("hardware", NOT_RECORDED)), _hours(r.get("wall_seconds")),
              str(r.get("precision") or NOT_RECORDED), str(r.get("torch", NOT_RECORDED))]
@@ -576,12 +571,13 @@ def _group_heading(group: Group, cells: int) -> str:
 
 
 def results_markdown(results: Iterable[dict], table: str) -> str:
-    """``table`` ("table1", "table9" or "table5") with the full-mode results
-    among ``results`` beside the paper's numbers (`sort_results`): one table
-    per preset (per paragraph vectors for Table 5) that has results, each
-    followed by its runs (`runs_markdown`); for Table 5 also the imbalance
-    rows in detail (`imbalance_markdown`). With no full-mode result for the
-    table, the paper's numbers alone under a line that says so."""
+    """``table`` ("table1", "table9" or "table5") with the full-mode results beside the paper's.
+
+    One table per preset (per paragraph vectors for Table 5) that has results among ``results``
+    (`sort_results`), each followed by its runs (`runs_markdown`); for Table 5 also the imbalance
+    rows in detail (`imbalance_markdown`) and the paper's claims. With no full-mode result for the
+    table, the paper's numbers alone under a line that says so. Raises ValueError for another
+    ``table``."""
     if table not in RESULT_TABLES:
         raise ValueError(f"table must be one of {list(RESULT_TABLES)}, got {table!r}")
     render = {"table1": table1_markdown, "table9": table9_markdown,
@@ -623,8 +619,9 @@ def _claims_markdown(group: Group) -> str:
 
 
 def left_out_markdown(results: Iterable[dict]) -> str:
-    """The results `sort_results` puts in no table, each with the reason, as
-    a Markdown table; a sentence where there are none."""
+    """The results `sort_results` puts in no table, each with the reason, as a Markdown table.
+
+    A sentence where there are none."""
     left_out = sort_results(results).left_out
     if not left_out:
         return "Every stored result is in a table above."
@@ -658,13 +655,13 @@ def _paired(placed: dict, row: str, a: str, b: str, measure: str):
 
 def table5_comparisons(results: Iterable[dict], features: str,
                        base: sentiment.Config = sentiment.PAPER_IMDB) -> list:
-    """The paper's Table 5 claims tested on ``results`` (full runs, several
-    seeds per cell), as `Comparison` records: in every row, DM against the
-    other method closest to it (the smallest paired t of DM minus each of the
-    eight); at r = 0.4, DM against CCE; in the imbalance rows, class weights
-    against none for CCE, and DM with class weights against CCE with them.
-    Each is a paired difference of final test accuracy over the seeds (the
-    evidence rule, `dm.stats.reading`)."""
+    """The paper's Table 5 claims tested on ``results``, as a list of `Comparison` records.
+
+    ``results``: full runs, several seeds per cell. In every row, DM against the other method
+    closest to it (the smallest paired t of DM minus each of the eight); at r = 0.4, DM against CCE;
+    in the imbalance rows, class weights against none for CCE, and DM with class weights against CCE
+    with them. Each is a paired difference of final test accuracy over the seeds (the evidence rule,
+    `dm.stats.reading`); ValueError where two compared cells hold different seeds."""
     return _comparisons(table5_cells(results, features, base))
 
 
@@ -704,8 +701,9 @@ def _comparisons(placed: dict) -> list:
 
 
 def comparisons_markdown(comparisons: Iterable) -> str:
-    """`table5_comparisons` as a Markdown table: the claim, the paper's
-    numbers, our paired difference (points, mean ± SE over the seeds), its t
+    """`table5_comparisons` as a Markdown table, one row per claim.
+
+    The claim, the paper's numbers, our paired difference (points, mean ± SE over the seeds), its t
     and what the evidence rule lets us say of it."""
     rows = [[c.row, c.claim, c.paper, f"{c.a} − {c.b}",
              f"{100 * c.estimate.mean:+.1f} ± {100 * c.estimate.se:.1f}", f"{c.estimate.t:+.1f}",
@@ -717,9 +715,10 @@ def comparisons_markdown(comparisons: Iterable) -> str:
 
 def one_class_models(results: Iterable[dict], features: str,
                      base: sentiment.Config = sentiment.PAPER_IMDB) -> dict:
-    """``{(row, column): (k, n)}`` for the imbalance rows: in how many of a
-    cell's n seeds the final model predicts one class for every test review
-    (a recall of 0), which the paper prints as 0.5."""
+    """``{(row, column): (k, n)}``: in k of a cell's n seeds the model predicts one class.
+
+    For the imbalance rows: in how many seeds the final model predicts one class for every test
+    review (a recall of 0), which the paper prints as 0.5."""
     placed = table5_cells(results, features, base)
     return {(row, column): (sum(min(r["final_test_recall_negative"], r["final_test_recall_positive"]) == 0
                                 for r in cell), len(cell))

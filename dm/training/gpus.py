@@ -1,26 +1,15 @@
-"""What a full CIFAR run costs on a GPU this project has never run on:
-estimates, each from a measurement and a stated rule.
+"""What a full CIFAR run costs on a GPU this project has never run on: estimates from the H200.
 
-The experiments' only GPU measurements are on an NVIDIA H200
-(``benchmarks/measured/*-h200.txt``, torch 2.11, bf16, channels-last):
-`H200` holds the figures chapters 8 and 9 use, each with its file
-(tests/test_gpus.py reads them back from those files). There is no
-measurement on a T4, an L4 or an A100, the GPUs Colab offers, so
-`estimate_hours` scales the H200's time by two ratios of published figures
-and reports both:
-
-- **compute**: the ratio of the cards' dense 16-bit tensor-core peaks
-  (`PEAK_TFLOPS`), i.e. the same share of the peak as measured on the H200;
-- **bandwidth**: the ratio of their memory bandwidths (`BANDWIDTH_GBS`), i.e.
-  a step limited by memory traffic, as small convolutions often are (on the
-  H200 the packed ResNet-44 reached 7 % of the compute peak).
-
-Neither rule is a measurement; the truth may lie outside both (a T4 runs
-fp16 with a gradient scaler, and torch.compile's kernels are tuned per card).
-
-`activation_bytes` counts, on the CPU, the bytes the backward pass keeps per
-training image (PyTorch's saved-tensor hooks, under 16-bit autocast), from
-which `max_pack` derives how many runs fit a card's memory.
+The only GPU measurements are on an NVIDIA H200 (``benchmarks/measured/*-h200.txt``, torch 2.11,
+bf16, channels-last): `H200` holds the figures chapters 8 and 9 use, each with its file
+(tests/test_gpus.py reads them back), and `h200_hours` projects runs from them. `estimate_hours`
+scales H200 hours to a T4, an L4 or an A100, the GPUs Colab offers, by two ratios of published
+figures and reports both: **compute**, the ratio of the cards' dense 16-bit tensor-core peaks
+(`PEAK_TFLOPS`), and **bandwidth**, the ratio of their memory bandwidths (`BANDWIDTH_GBS`). Neither
+is a measurement; what each rule assumes: chapter 8, "Before you run on Colab". `activation_bytes`
+counts, on the CPU, the bytes the backward pass keeps per training image (PyTorch's saved-tensor
+hooks, under 16-bit autocast), from which `training_memory` and `max_pack` derive how many runs
+fit a card's memory.
 """
 
 from __future__ import annotations
@@ -72,9 +61,10 @@ H200 = {
 
 @functools.lru_cache(maxsize=None)
 def step_flops(model: str, num_classes: int, batch_size: int = 1) -> int:
-    """FLOPs of one training step (forward and backward) of one run of
-    ``model`` on ``batch_size`` images, counted by ``torch.utils.flop_counter``
-    on the meta device (nothing is computed)."""
+    """FLOPs (an int) of one training step, forward and backward, of one run of ``model``.
+
+    On ``batch_size`` images, counted by ``torch.utils.flop_counter`` on the meta device (nothing is
+    computed)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
@@ -86,8 +76,9 @@ def step_flops(model: str, num_classes: int, batch_size: int = 1) -> int:
 
 
 def _interpolate(points: dict, k: float) -> float:
-    """Linear interpolation of ``points`` (key -> value) at ``k``, extrapolated
-    from the two nearest keys outside their range."""
+    """Piecewise-linear interpolation of ``points`` (key -> value) at ``k``.
+
+    Outside the keys' range, extrapolated from the two nearest keys."""
     keys = sorted(points)
     if k in points:
         return points[k]
@@ -99,14 +90,14 @@ def _interpolate(points: dict, k: float) -> float:
 
 
 def h200_hours(packs, compiled: bool = True, eval_train: bool = True) -> float:
-    """Hours on the H200 for ``packs`` (lists of `dm.experiments.cifar.Config` that
-    train together), from `H200`: the trainer's measured time per iteration
-    for a pack of 12, scaled to a pack of K by the measured packed steps
-    (interpolated between K = 1, 4, 12), to another network by its FLOPs
-    (`step_flops`) and to another batch size in proportion; plus the
-    evaluations (the measured one, in proportion to the images evaluated and
-    to K; the test set, and with ``eval_train`` the training set too). An
-    estimate from measurements, not a measurement."""
+    """Hours on the H200 for ``packs``: an estimate from the measurements in `H200`.
+
+    ``packs``: lists of `dm.experiments.cifar.Config` that train together. The trainer's measured
+    time per iteration for a pack of 12 (``compiled`` or eager), scaled to a pack of K by the
+    measured packed steps (interpolated between K = 1, 4, 12), to another network by its FLOPs
+    (`step_flops`) and to another batch size in proportion; plus the evaluations (the measured one,
+    in proportion to the images evaluated and to K; the test set, and with ``eval_train`` the
+    training set too). An estimate from measurements, not a measurement."""
     base_flops = step_flops(H200["model"], 100)
     per_iteration_12 = H200["trainer_ms"]["compiled" if compiled else "eager"] / 1e3
     seconds = 0.0
@@ -122,16 +113,19 @@ def h200_hours(packs, compiled: bool = True, eval_train: bool = True) -> float:
 
 
 def estimate_hours(h200: float, gpu: str) -> dict:
-    """``h200`` hours on the H200 scaled to ``gpu`` by the two rules of the
-    module's docstring: ``{"compute": hours, "bandwidth": hours}``."""
+    """``h200`` hours on the H200 scaled to ``gpu``: ``{"compute": hours, "bandwidth": hours}``.
+
+    By the two rules of the module's docstring; ``gpu`` is a key of `PEAK_TFLOPS` (KeyError
+    otherwise)."""
     return {"compute": h200 * PEAK_TFLOPS["H200"] / PEAK_TFLOPS[gpu],
             "bandwidth": h200 * BANDWIDTH_GBS["H200"] / BANDWIDTH_GBS[gpu]}
 
 
 def _saved_bytes(model: str, num_classes: int, dtype, batch_size: int) -> int:
-    """Bytes of the storages autograd saves in one forward pass of ``model``
-    on ``batch_size`` images under ``dtype`` autocast on the CPU (each storage
-    counted once, the parameters themselves not)."""
+    """Bytes of the storages autograd saves in one forward pass of ``model`` on the CPU.
+
+    On ``batch_size`` images under ``dtype`` autocast; each storage counted once, the parameters
+    themselves not."""
     torch.manual_seed(0)
     net = resnet.resnet(model, num_classes)
     x = torch.randn(batch_size, 3, 32, 32)
@@ -151,25 +145,26 @@ def _saved_bytes(model: str, num_classes: int, dtype, batch_size: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def activation_bytes(model: str, num_classes: int, dtype=torch.bfloat16, batch_size: int = 2) -> float:
-    """Bytes the backward pass of one run keeps per training image: the
-    growth of what autograd saves (`_saved_bytes`) from ``batch_size`` to
-    twice that many images, divided by ``batch_size`` (so what does not grow
-    with the batch, such as the 16-bit copies of the weights, is left out).
-    On a GPU the saved tensors have the same shapes and, under the same
-    autocast dtype, the same sizes; cuDNN's workspace and the allocator's
-    slack are not counted."""
+    """Bytes (a float) the backward pass of one run of ``model`` keeps per training image.
+
+    The growth of what autograd saves (`_saved_bytes`) from ``batch_size`` to twice that many
+    images, divided by ``batch_size``, so what does not grow with the batch, such as the 16-bit
+    copies of the weights, is left out. On a GPU the saved tensors have the same shapes and, under
+    the same autocast ``dtype``, the same sizes; cuDNN's workspace and the allocator's slack are not
+    counted."""
     small = _saved_bytes(model, num_classes, dtype, batch_size)
     return (_saved_bytes(model, num_classes, dtype, 2 * batch_size) - small) / batch_size
 
 
 def training_memory(model: str, num_classes: int, k: int, batch_size: int = 256,
                     train_images: int = 50_000, test_images: int = 10_000) -> dict:
-    """An estimate of the GPU memory, in GiB, of training a pack of ``k``
-    runs: the saved activations (`activation_bytes` x batch x k), each run's
-    float32 weights, gradients and momentum, and the data set held on the
-    GPU as uint8 (dm.experiments keeps it there). Not counted: the CUDA
-    context, cuDNN's workspace, the allocator's slack, torch.compile's
-    buffers (see `max_pack`'s ``reserve_gib``)."""
+    """An estimate of the GPU memory, in GiB, of training a pack of ``k`` runs, part by part.
+
+    ``{"activations", "weights, gradients, momentum", "data set (uint8)", "total"}``: the saved
+    activations (`activation_bytes` x batch x k), each run's float32 weights, gradients and
+    momentum, and the data set held on the GPU as uint8 (dm.experiments keeps it there). Not
+    counted: the CUDA context, cuDNN's workspace, the allocator's slack, torch.compile's buffers
+    (see `max_pack`'s ``reserve_gib``)."""
     gib = 2 ** 30
     parameters = sum(p.numel() for p in resnet.resnet(model, num_classes).parameters())
     parts = {
@@ -183,9 +178,10 @@ def training_memory(model: str, num_classes: int, k: int, batch_size: int = 256,
 
 def max_pack(model: str, num_classes: int, memory_gib: float, reserve_gib: float = 2.0,
              batch_size: int = 256, limit: int = 12) -> int:
-    """The largest pack (at most ``limit``) whose `training_memory` fits in
-    ``memory_gib`` less ``reserve_gib`` for what that estimate leaves out (an
-    allowance, not a measurement). At least 1."""
+    """The largest pack, from 1 to ``limit``, whose `training_memory` fits a card's memory.
+
+    It must fit in ``memory_gib`` less ``reserve_gib`` for what that estimate leaves out (an
+    allowance, not a measurement); 1 where none fits."""
     fits = [k for k in range(1, limit + 1)
             if training_memory(model, num_classes, k, batch_size)["total"] <= memory_gib - reserve_gib]
     return max(fits or [1])

@@ -32,8 +32,9 @@ def short_hash(obj) -> str:
 
 
 def method_tag(config) -> str:
-    """The method part of a run's name: ``"CCE"``, ``"GCE-DN-q0.7"``,
-    ``"DM-lam0.5-beta8"`` (from ``config.method``, ``lam``, ``beta``, ``gce_q``)."""
+    """The method part of a run's name: ``"CCE"``, ``"GCE-DN-q0.7"``, ``"DM-lam0.5-beta8"``.
+
+    From ``config.method``, ``lam``, ``beta`` and ``gce_q``."""
     if config.method == "DM":
         return f"DM-lam{config.lam:g}-beta{config.beta:g}"
     if config.method.startswith("GCE"):
@@ -42,9 +43,10 @@ def method_tag(config) -> str:
 
 
 def changes_tag(config, named) -> list:
-    """``["x<hash>"]`` if ``config`` differs from ``named`` (the same class
-    built from only the fields its name shows), else ``[]``: two configs
-    whose readable names agree still get different folder names."""
+    """``["x<hash>"]`` if ``config`` differs from ``named``, else ``[]``.
+
+    ``named``: the same class built from only the fields its name shows. Two configs whose readable
+    names agree so still get different folder names."""
     if config == named:
         return []
     changed = {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(named, k)}
@@ -56,7 +58,9 @@ def _as_json(config) -> dict:
 
 
 def load_result(config, runs_dir) -> Optional[dict]:
-    """The stored result of ``config`` under ``runs_dir``, or None."""
+    """The stored result of ``config`` under ``runs_dir``, or None.
+
+    Raises ValueError where the stored result's config is another one."""
     path = Path(runs_dir) / config.name() / "result.json"
     if not path.exists():
         return None
@@ -67,11 +71,11 @@ def load_result(config, runs_dir) -> Optional[dict]:
 
 
 def source_sha256(package=None) -> str:
-    """SHA-256 of the source of the `dm` package (or of the folder
-    ``package``): every file under its folder but caches (``*.py`` and its
-    data files), each as its path relative to the folder and its bytes, in
-    sorted order. Two results with the same digest were made by the same
-    code. Computed once per process for the installed package."""
+    """SHA-256 (hex) of the source of the `dm` package, or of the folder ``package``.
+
+    Every file under the folder but caches (``*.py`` and its data files), each as its path relative
+    to the folder and its bytes, in sorted order: two results with the same digest were made by the
+    same code. Computed once per process for the installed package."""
     if package is None:
         if _SOURCE_SHA256 is None:
             globals()["_SOURCE_SHA256"] = source_sha256(Path(__file__).resolve().parents[1])
@@ -89,9 +93,10 @@ _SOURCE_SHA256: Optional[str] = None
 
 
 def provenance(device: torch.device) -> dict:
-    """What every ``result.json`` records of where and with what it was
-    made: the hardware (`hardware`), torch's version, `dm`'s version and
-    the digest of its source (`source_sha256`)."""
+    """What every ``result.json`` records of where and with what it was made.
+
+    ``{"hardware", "torch", "dm_version", "dm_source_sha256"}``: the hardware (`hardware`), torch's
+    version, `dm`'s version and the digest of its source (`source_sha256`)."""
     from .. import __version__
 
     return {"hardware": hardware(device), "torch": torch.__version__,
@@ -99,21 +104,22 @@ def provenance(device: torch.device) -> dict:
 
 
 def timing(trained, pack_size: int = 1) -> dict:
-    """What every ``result.json`` records of a run's time (`dm.training.loop.Trained`): the
-    wall time over all its sessions, the part of it in evaluations and
-    checkpoints, its share of the device (``device_seconds``: a session
-    of a pack of K counts 1/K), each session's start, hardware, torch and
-    pack size, and the pack size of the last session."""
+    """What every ``result.json`` records of a run's time (`dm.training.loop.Trained`).
+
+    The wall time over all its sessions, the part of it in evaluations and checkpoints, its share of
+    the device (``device_seconds``: a session of a pack of K counts 1/K), each session's start,
+    hardware, torch and pack size, and the pack size of the last session."""
     return {"wall_seconds": trained.wall_seconds, "overhead_seconds": trained.overhead_seconds,
             "device_seconds": trained.device_seconds, "segments": trained.segments,
             "pack_size": pack_size}
 
 
 def finish(out: Path, result: dict, model) -> dict:
-    """Write the final weights (of ``model``, a module or its state dict),
-    then ``result.json`` (its presence marks the run done), and drop the
-    checkpoint. Returns ``result`` as a later `load_result` will read it (a
-    JSON round trip)."""
+    """Write a finished run's ``model.pt`` and ``result.json`` into ``out``, and drop its checkpoint.
+
+    The final weights (of ``model``, a module or its state dict) first, then ``result.json``, whose
+    presence marks the run done. Returns ``result`` as a later `load_result` will read it (a JSON
+    round trip)."""
     out = Path(out)
     result = json.loads(json.dumps(result))
     state = model.state_dict() if isinstance(model, torch.nn.Module) else model
@@ -129,14 +135,14 @@ def _one_thread_call(function: Callable, kwargs: dict):
 
 
 def map_processes(function: Callable, calls: list, workers: int = 2) -> list:
-    """``[function(**kwargs) for kwargs in calls]``, with the calls shared out
-    to ``workers`` new ("spawn") Python processes, one torch thread each, and
-    the results in the order of ``calls``. For small CPU work, whose steps gain
-    little from a second thread and much from a second process.
-    ``function``, its arguments and its results must be picklable (a function
-    of a module, tensors, modules, dicts); a call's result does not depend on
-    which process made it. With ``workers=1``, or a single call, the calls run
-    here, one after another."""
+    """``[function(**kwargs) for kwargs in calls]``, shared out to ``workers`` processes.
+
+    New ("spawn") Python processes, one torch thread each; the results come in the order of
+    ``calls``. For small CPU work, whose steps gain little from a second thread and much from a
+    second process. ``function``, its arguments and its results must be picklable (a function of a
+    module, tensors, modules, dicts); a call's result does not depend on which process made it. With
+    ``workers=1``, or a single call, the calls run here, one after another. Raises ValueError unless
+    ``workers`` is a positive integer."""
     _checks.positive_integer("workers", workers)
     calls = list(calls)
     if workers == 1 or len(calls) < 2:
@@ -151,18 +157,17 @@ def map_processes(function: Callable, calls: list, workers: int = 2) -> list:
 
 def run_all(run: Callable, configs: dict, runs_dir, data, *, report: bool = True, workers: int = 1,
             packs: Optional[Callable[[list], list]] = None, **run_options) -> dict:
-    """``run(config, runs_dir, data, **run_options)`` for every configuration
-    of ``configs`` (any key -> config), in order: stored results load at
-    once, interrupted runs resume. Returns key -> result. Prints how many
-    were stored already, the session's time and, with ``report``, one line
+    """``run(config, runs_dir, data, **run_options)`` for every configuration; key -> result.
+
+    ``configs``: any key -> config, run in order: stored results load at once, interrupted runs
+    resume. Prints how many were stored already, the session's time and, with ``report``, one line
     per run.
 
-    ``packs``: a function that partitions the configurations into lists
-    that train together (`dm.experiments.cifar.packs`); ``run`` then takes such a
-    list in place of one configuration and returns its results in order
-    (`dm.experiments.cifar.run_packed`). ``workers``: with more than one, the
-    calls are shared out to that many processes (`map_processes`). Each run
-    writes its own folder, so they do not interfere."""
+    ``packs``: a function that partitions the configurations into lists that train together
+    (`dm.experiments.cifar.packs`); ``run`` then takes such a list in place of one configuration and
+    returns its results in order (`dm.experiments.cifar.run_packed`). ``workers``: with more than
+    one, the calls are shared out to that many processes (`map_processes`). Each run writes its own
+    folder, so they do not interfere."""
     stored = sum(load_result(config, runs_dir) is not None for config in configs.values())
     print(f"{stored} of {len(configs)} runs already stored in {runs_dir}")
     start = time.perf_counter()
@@ -189,14 +194,15 @@ def run_all(run: Callable, configs: dict, runs_dir, data, *, report: bool = True
 
 def collect_results(runs_dir, results_dir="results", experiment: Optional[str] = None,
                     full_only: bool = True) -> list:
-    """Copy every ``<runs_dir>/<run name>/result.json`` to
-    ``<results_dir>/<experiment>/<run name>/result.json``, the layout the
-    results page reads (``results/README.md``), and return the paths
-    written. ``experiment`` defaults to the runs folder's own name (the
-    notebooks' ``cifar100_table1``, ``cifar10_resnet56``, ``imdb``). Only the
-    result files are copied (no weights, no checkpoints); with
-    ``full_only``, a smoke-mode result is skipped (the page would list it as
-    left out). A run not finished has no result.json and is not copied."""
+    """Copy every run's ``result.json`` into the book's results folder; return the paths written.
+
+    ``<runs_dir>/<run name>/result.json`` goes to
+    ``<results_dir>/<experiment>/<run name>/result.json``, the layout the results page reads
+    (``results/README.md``). ``experiment`` defaults to the runs folder's own name (the notebooks'
+    ``cifar100_table1``, ``cifar10_resnet56``, ``imdb``). Only the result files are copied (no
+    weights, no checkpoints); with ``full_only``, a smoke-mode result is skipped (the page would
+    list it as left out). A run not finished has no result.json and is not copied. Raises
+    FileNotFoundError where ``runs_dir`` is no folder."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"no runs folder {runs_dir}")
