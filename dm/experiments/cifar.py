@@ -28,9 +28,10 @@ from ..models.resnet import BATCHNORMS, INITS, PackedResNet, batch_statistics_ac
 from ..packed import split_state
 from ..training.loop import Member, checkpoint_iteration, fit
 from ..training.measures import TRAIN_MEASURES, mean, train_measures
-from ..training.runs import changes_tag, finish, load_result, method_tag, provenance, run_all as _run_all, timing
+from ..training.runs import finish, load_result, provenance, run_all as _run_all, timing
 from ..training.step import AUTOCAST_DTYPES, Step, autocast, memory_format, process_group, resolve_precision
 from . import notebook
+from .naming import changes_tag, method_tag
 
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "AUTHORS_CIFAR100",

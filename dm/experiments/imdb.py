@@ -23,9 +23,10 @@ from ..data.samplers import epoch_batches
 from ..models.mlp import mlp
 from ..training.loop import Member, fit
 from ..training.measures import TRAIN_MEASURES, mean, train_measures
-from ..training.runs import finish, load_result, method_tag, changes_tag, provenance, run_all as _run_all, timing
+from ..training.runs import finish, load_result, provenance, run_all as _run_all, timing
 from ..training.step import Step
 from . import notebook
+from .naming import changes_tag, method_tag
 
 __all__ = [
     "Config", "PAPER_IMDB", "METHODS", "CLASS_WEIGHTS", "lr_at", "Dataset", "dataset", "digits_standin",
