@@ -59,20 +59,25 @@ def _cifar_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, type=type(field.default), default=argparse.SUPPRESS, help=shown)
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
-    parser.add_argument("--data-root", default=None, help="CIFAR cache folder (default: $DM_DATA or ~/.cache/dm)")
-    parser.add_argument("--download", action="store_true", help="download CIFAR if missing")
     parser.add_argument("--fabricated", action="store_true",
                         help="use a tiny fabricated data set in CIFAR's format (smoke checks)")
+    _cifar_training_flags(parser)
+    parser.add_argument("--ddp", action="store_true",
+                        help="data-parallel over the processes torchrun starts, one device each "
+                             "(run(..., ddp=True)): torchrun --nproc_per_node=N -m dm cifar --ddp ...")
+    return parser
+
+
+def _cifar_training_flags(parser: argparse.ArgumentParser) -> None:
+    # Where CIFAR is and how to train: both CIFAR commands.
+    parser.add_argument("--data-root", default=None, help="CIFAR cache folder (default: $DM_DATA or ~/.cache/dm)")
+    parser.add_argument("--download", action="store_true", help="download CIFAR if missing")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="bf16/fp16 autocast or fp32 (default: bf16 where the GPU has it, "
                              "else fp16 on a GPU, fp32 on a CPU)")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--ddp", action="store_true",
-                        help="data-parallel over the processes torchrun starts, one device each "
-                             "(run(..., ddp=True)): torchrun --nproc_per_node=N -m dm cifar --ddp ...")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> cifar.Config:
@@ -159,12 +164,7 @@ def _table_parser() -> argparse.ArgumentParser:
         sub.add_argument("--dry-run", action="store_true", help="print the share's run names, train nothing")
         sub.add_argument("--max-pack", type=int, default=None, help="at most this many runs to a pack")
         sub.add_argument("--no-pack", action="store_true", help="train one run at a time")
-        sub.add_argument("--data-root", default=None, help="CIFAR cache folder (default: $DM_DATA or ~/.cache/dm)")
-        sub.add_argument("--download", action="store_true", help="download CIFAR if missing")
-        sub.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
-        sub.add_argument("--compile", action="store_true", help="torch.compile the model")
-        sub.add_argument("--precision", choices=PRECISIONS, default=None, help="as for a single run")
-        sub.add_argument("--no-progress", action="store_true")
+        _cifar_training_flags(sub)
     collect = commands.add_parser("collect", help="print the tables of the runs under --runs-dir")
     for sub in (*(commands.choices[t] for t in ("table1", "table9")), collect):
         sub.add_argument("--runs-dir", default="runs", help="where run folders are (default: runs)")

@@ -19,6 +19,7 @@ from dm import losses
 from dm.data import cifar
 from dm.experiments import cifar as ex
 from dm.experiments import notebook, tables
+from dm.experiments.method import make_loss
 from dm.report import banners, paper
 from dm.training import step
 
@@ -75,14 +76,14 @@ def test_bad_configs_name_the_bad_value(field, value, message):
 
 def test_methods_map_to_the_right_losses():
     for method in ex.METHODS:
-        loss = ex.make_loss(dataclasses.replace(ex.PAPER_CIFAR100, method=method, lam=0.5, beta=8))
+        loss = make_loss(dataclasses.replace(ex.PAPER_CIFAR100, method=method, lam=0.5, beta=8))
         if method == "DM":
             assert isinstance(loss, losses.DMLoss) and (loss.lam, loss.beta) == (0.5, 8)
         elif method.endswith("-DN"):
             assert isinstance(loss, losses.DN) and type(loss.loss).__name__ == method[:-3]
         else:
             assert type(loss).__name__ == method
-    assert ex.make_loss(dataclasses.replace(ex.PAPER_CIFAR100, method="GCE", gce_q=0.5)).q == 0.5
+    assert make_loss(dataclasses.replace(ex.PAPER_CIFAR100, method="GCE", gce_q=0.5)).q == 0.5
 
 
 def test_names_are_unique_and_readable():

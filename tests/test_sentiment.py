@@ -18,6 +18,7 @@ from dm.data import imdb
 from dm.data import paragraph_vectors as pv
 from dm.experiments import imdb as st
 from dm.experiments import tables
+from dm.experiments.method import make_loss
 from dm.models.mlp import mlp
 from dm.report import paper
 from dm.training import runs
@@ -94,7 +95,7 @@ def test_bad_configs_name_the_bad_value(field, value, message):
 
 def test_negative_beta_is_legal():
     config = dataclasses.replace(st.PAPER_IMDB, method="DM", beta=-0.52)
-    assert config.beta == -0.52 and isinstance(st.make_loss(config), losses.DMLoss)
+    assert config.beta == -0.52 and isinstance(make_loss(config), losses.DMLoss)
 
 
 def test_table5_cells():

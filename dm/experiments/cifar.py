@@ -31,14 +31,15 @@ from ..training.measures import TRAIN_MEASURES, mean, train_measures
 from ..training.runs import finish, load_result, provenance, run_all as _run_all, timing
 from ..training.step import AUTOCAST_DTYPES, Step, autocast, memory_format, process_group, resolve_precision
 from . import notebook
-from .naming import changes_tag, method_tag
+from .notebook import NotebookSetup
+from .method import changes_tag, make_loss, method_tag
 
 __all__ = [
     "Config", "METHODS", "PAPER_CIFAR100", "PAPER_CIFAR10_RESNET56", "AUTHORS_CIFAR100",
     "AUTHORS_CIFAR10_RESNET56", "PRESETS", "AUTHORS_SOURCES", "preset", "preset_differences",
-    "estimate_seconds", "estimate_selection", "make_loss", "lr_at",
+    "estimate_seconds", "estimate_selection", "lr_at",
     "training_labels", "labels_sha256", "run", "run_packed", "PACKABLE_FIELDS", "pack_difference", "packs",
-    "select_on_validation", "smoke_config", "notebook_setup", "NotebookSetup", "run_all",
+    "select_on_validation", "smoke_config", "notebook_setup", "run_all",
 ]
 
 # The methods of the paper's tables, by the names its rows use.
@@ -194,15 +195,6 @@ def preset_differences(dataset: str = "cifar100") -> list:
     paper, code = preset("paper", dataset), preset("authors", dataset)
     return [(f.name, getattr(paper, f.name), getattr(code, f.name), AUTHORS_SOURCES[f.name])
             for f in dataclasses.fields(Config) if getattr(paper, f.name) != getattr(code, f.name)]
-
-
-def make_loss(config: Config, distributed: bool = False) -> torch.nn.Module:
-    """The loss module of ``config.method`` (`dm.losses.make`), its input checks off.
-
-    `run` checks the labels once, up front. ``distributed``: normalise over the global batch of all
-    processes, for `run`'s ``ddp``."""
-    return losses.make(config.method, lam=config.lam, beta=config.beta, q=config.gce_q,
-                       check_inputs=False, distributed=distributed)
 
 
 def lr_at(config: Config, iteration: int) -> float:
@@ -509,7 +501,8 @@ def _train_pack(configs: list, runs_dir, data: cifar.Cifar, *, device, precision
     inputs = cifar.Inputs(config.dataset, config.augment, fmt)
     tensors = _on_device(config, data, inputs, device)
     model, optimizer = _model_and_optimizer(config, size, device, fmt, ddp)
-    loss = make_loss(config, ddp) if size == 1 else packed.Stacked([make_loss(c, ddp) for c in configs])
+    loss = (make_loss(config, distributed=ddp) if size == 1
+            else packed.Stacked([make_loss(c, distributed=ddp) for c in configs]))
     step = Step(model, optimizer, loss, members=size, device=device, precision=precision, compile=compile,
                 rank=rank, world=world)
     members = [Member(c.name(), dataclasses.asdict(c), out) for c, out in zip(configs, outs)]
@@ -658,15 +651,6 @@ def run_all(configs: dict, runs_dir, data: cifar.Cifar, *, report: bool = True, 
                         max_pack=max_pack, **run_options)
 
 
-class NotebookSetup(NamedTuple):
-    """What an experiment notebook's settings turn into (`notebook_setup`)."""
-    mode: str             # "full" or "smoke"
-    data: cifar.Cifar     # the real data set, or a fabricated one in its format
-    base: Config          # the configuration every run starts from
-    runs_dir: Path        # where the runs' folders go
-    run_options: dict     # keyword arguments for `run`
-
-
 def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None, *, runs_dir=None,
                    use_drive: bool = True, data_root=None, overrides: Optional[dict] = None,
                    compile: bool = True, precision: Optional[str] = None, smoke_iterations: int = 4,
@@ -688,9 +672,7 @@ def notebook_setup(preset_config: Config, name: str, mode: Optional[str] = None,
     set fabricated by `dm.data.cifar.fabricate` in a fresh temporary folder and read through
     torchvision's loader; the base configuration shrunk by `smoke_config`; ``runs_dir`` defaults to
     that temporary folder."""
-    mode = notebook.mode() if mode is None else mode
-    if mode not in ("full", "smoke"):
-        raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")
+    mode = notebook.check_mode(mode)
     base = dataclasses.replace(preset_config, **(overrides or {}))
     if mode == "full":
         if not torch.cuda.is_available():

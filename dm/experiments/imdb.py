@@ -26,12 +26,13 @@ from ..training.measures import TRAIN_MEASURES, mean, train_measures
 from ..training.runs import finish, load_result, provenance, run_all as _run_all, timing
 from ..training.step import Step
 from . import notebook
-from .naming import changes_tag, method_tag
+from .notebook import NotebookSetup
+from .method import changes_tag, make_loss, method_tag
 
 __all__ = [
     "Config", "PAPER_IMDB", "METHODS", "CLASS_WEIGHTS", "lr_at", "Dataset", "dataset", "digits_standin",
-    "DIGITS_STANDIN", "class_weights", "make_loss", "training_labels", "run", "smoke_config",
-    "NotebookSetup", "notebook_setup", "run_all",
+    "DIGITS_STANDIN", "class_weights", "training_labels", "run", "smoke_config",
+    "notebook_setup", "run_all",
 ]
 
 METHODS = losses.METHODS  # CCE, GCE, MAE, MSE, their -DN variants, DM
@@ -153,14 +154,6 @@ def class_weights(labels: np.ndarray, classes: int = 2) -> np.ndarray:
         return np.where(counts > 0, len(labels) / (classes * counts), 0.0)
 
 
-def make_loss(config: Config, weight=None) -> nn.Module:
-    """The loss module of ``config.method`` (`dm.losses.make`), with the class ``weight`` if given.
-
-    Input checks are off: `run` checks the labels once."""
-    return losses.make(config.method, lam=config.lam, beta=config.beta, q=config.gce_q,
-                       weight=weight, check_inputs=False)
-
-
 def _recalls(predicted: torch.Tensor, labels: torch.Tensor) -> list:
     # None for a class absent from ``labels`` (never on IMDB's balanced test set).
     return [round(float((predicted[labels == k] == k).float().mean()), 6) if bool((labels == k).any())
@@ -246,7 +239,7 @@ def run(config: Config, runs_dir, data: Dataset, *, device=None, progress: bool 
     model = mlp(x_train.shape[1], config.hidden, 2, seed=config.seed).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    step = Step(model, optimizer, make_loss(config, weight).to(device), device=device)
+    step = Step(model, optimizer, make_loss(config, weight=weight).to(device), device=device)
     order = epoch_batches(config.seed, len(kept), config.batch_size, device)
 
     def batch(it: int) -> tuple:
@@ -302,17 +295,6 @@ def smoke_config(config: Config, iterations: int = 200, batch_size: int = 10,
 
 # --- the notebook ------------------------------------------------------------------
 
-class NotebookSetup(NamedTuple):
-    """What the IMDB notebook's settings turn into (`notebook_setup`)."""
-    mode: str                                  # "full" or "smoke"
-    reviews: imdb.Imdb                         # the real data set, or a fabricated one in its format
-    features: paragraph_vectors.Features       # their PV-DBOW vectors
-    data: Dataset                              # what `run` trains on
-    base: Config                               # the configuration every run starts from
-    runs_dir: Path                             # where the runs' folders go
-    run_options: dict                          # keyword arguments for `run`
-
-
 def notebook_setup(mode: Optional[str] = None, *, runs_dir=None, use_drive: bool = True,
                    data_root=None, vectors_dir=None, overrides: Optional[dict] = None,
                    device=None, workers: Optional[int] = None, smoke_iterations: int = 200) -> NotebookSetup:
@@ -328,9 +310,7 @@ def notebook_setup(mode: Optional[str] = None, *, runs_dir=None, use_drive: bool
     smoke: one torch thread; a tiny archive fabricated by `dm.data.imdb.fabricate` in the official
     layout in a fresh temporary folder, read by the real loader, vectors trained on it with the same
     settings; the configuration shrunk by `smoke_config` to ``smoke_iterations`` iterations."""
-    mode = notebook.mode() if mode is None else mode
-    if mode not in ("full", "smoke"):
-        raise ValueError(f"mode must be 'full' or 'smoke', got {mode!r}")
+    mode = notebook.check_mode(mode)
     base = dataclasses.replace(PAPER_IMDB, **(overrides or {}))
     if mode == "full":
         drive = notebook.drive_folder("imdb") if runs_dir is None and use_drive else None  # None off Colab
@@ -341,14 +321,13 @@ def notebook_setup(mode: Optional[str] = None, *, runs_dir=None, use_drive: bool
         reviews = imdb.load(data_root, download=True)
         features = paragraph_vectors.paragraph_vectors(reviews, cache_dir=vectors_dir, workers=workers)
         options = dict(device=device, progress=True)
-        return NotebookSetup(mode, reviews, features, dataset(reviews, features), base,
-                             Path(runs_dir or "runs/imdb"), options)
+        return NotebookSetup(mode, dataset(reviews, features), base, Path(runs_dir or "runs/imdb"), options,
+                             reviews, features)
     scratch = notebook.smoke_scratch()
     md5 = imdb.fabricate(scratch / "data", n_train=200, n_test=100, n_unsup=50)
     reviews = imdb.load(scratch / "data", md5=md5)
     features = paragraph_vectors.paragraph_vectors(reviews, cache_dir=scratch / "vectors",
                                                    workers=1, progress=False)
-    return NotebookSetup(mode, reviews, features, dataset(reviews, features),
-                         smoke_config(base, smoke_iterations),
+    return NotebookSetup(mode, dataset(reviews, features), smoke_config(base, smoke_iterations),
                          Path(runs_dir) if runs_dir is not None else scratch / "runs",
-                         dict(device="cpu", progress=False))
+                         dict(device="cpu", progress=False), reviews, features)

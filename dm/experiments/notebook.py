@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
-__all__ = ["mode", "smoke_scratch", "drive_folder", "drive_data_root"]
+__all__ = ["NotebookSetup", "mode", "check_mode", "smoke_scratch", "drive_folder", "drive_data_root"]
+
+
+class NotebookSetup(NamedTuple):
+    """What an experiment notebook's settings turn into (each experiment's ``notebook_setup``)."""
+    mode: str             # "full" or "smoke"
+    data: Any             # what the experiment's `run` trains on: real, or fabricated in its format
+    base: Any             # the configuration every run starts from
+    runs_dir: Path        # where the runs' folders go
+    run_options: dict     # keyword arguments for `run`
+    reviews: Any = None   # IMDB only: the reviews (`dm.data.imdb.Imdb`)
+    features: Any = None  # IMDB only: their paragraph vectors (`dm.data.paragraph_vectors.Features`)
 
 
 def mode() -> str:
@@ -20,6 +31,14 @@ def mode() -> str:
     value = os.environ.get("DM_MODE", "full")
     if value not in ("full", "smoke"):
         raise ValueError(f"DM_MODE must be 'full' or 'smoke', got {value!r}")
+    return value
+
+
+def check_mode(value: Optional[str]) -> str:
+    """``value``, or `mode` when it is None; ValueError unless "full" or "smoke"."""
+    value = mode() if value is None else value
+    if value not in ("full", "smoke"):
+        raise ValueError(f"mode must be 'full' or 'smoke', got {value!r}")
     return value
 
 

@@ -83,8 +83,9 @@ def fit(step: Step, members: Sequence[Member], *, batch: Callable[[int], tuple],
     (each member's part of the packed state, `dm.packed.split_state`, in
     the format of a run of its own; process 0 of a data-parallel run alone
     writes). ``extra_state``: more objects with ``state_dict`` to checkpoint.
-    Raises FloatingPointError on a non-finite training loss, ValueError on
-    checkpoints of another configuration or iteration."""
+    Raises FloatingPointError on a non-finite training loss (unless
+    ``check_finite`` is False: a study of divergence records it), ValueError
+    on checkpoints of another configuration or iteration."""
     members, device = list(members), step.device
     if len(members) != step.members:
         raise ValueError(f"the step trains {step.members} members, got {len(members)}")

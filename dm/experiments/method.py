@@ -1,14 +1,30 @@
-"""Run names: the part that names the method, and a hash of the fields a
-configuration changes beyond what its readable name shows. Both experiments'
-``Config.name`` use them."""
+"""What every experiment's ``Config`` shares: the method fields (``method``,
+``lam``, ``beta``, ``gce_q``), from which `make_loss` builds the loss and
+`method_tag` names it in a run's name, and `changes_tag`, the hash of the
+fields a configuration changes beyond what its readable name shows."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+from typing import Optional
 
-__all__ = ["short_hash", "method_tag", "changes_tag"]
+import torch
+
+from .. import losses
+
+__all__ = ["make_loss", "short_hash", "method_tag", "changes_tag"]
+
+
+def make_loss(config, *, weight: Optional[torch.Tensor] = None, distributed: bool = False) -> torch.nn.Module:
+    """The loss module of ``config.method`` (`dm.losses.make`) with
+    ``config``'s ``lam``, ``beta`` and ``gce_q``; its input checks are off
+    (a run checks its labels once, up front). ``weight``: class weights;
+    ``distributed``: normalise over the global batch of all processes (a
+    data-parallel run)."""
+    return losses.make(config.method, lam=config.lam, beta=config.beta, q=config.gce_q, weight=weight,
+                       check_inputs=False, distributed=distributed)
 
 
 def short_hash(obj) -> str:
