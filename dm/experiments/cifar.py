@@ -29,7 +29,7 @@ from ..packed import split_state
 from ..training.loop import Member, checkpoint_iteration, fit
 from ..training.measures import TRAIN_MEASURES, mean, train_measures
 from ..training.runs import finish, load_result, provenance, run_all as _run_all, timing
-from ..training.step import AUTOCAST_DTYPES, Step, autocast, memory_format, process_group, resolve_precision
+from ..training.step import Step, autocast, memory_format, process_group, resolve_precision
 from . import notebook
 from .notebook import NotebookSetup
 from .method import changes_tag, make_loss, method_tag

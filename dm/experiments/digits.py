@@ -54,7 +54,11 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def fit_measures(model: nn.Module, data: Digits) -> dict:
     """The `dm.training.measures.TRAIN_MEASURES` of ``model`` on ``data``'s
     training set (``train_accuracy_corrupted``: memorised noise)."""
-    logits = model(data.x_train)
+    return _fit_measures(model(data.x_train), data)
+
+
+def _fit_measures(logits: torch.Tensor, data: Digits) -> dict:
+    # `fit_measures` from the training set's logits, which `measure` also reads.
     p = torch.softmax(logits, 1).gather(1, data.y_train[:, None])[:, 0]
     return train_measures(logits.argmax(1)[None], data.y_train, data.y_train_clean, p[None])[0]
 
@@ -63,12 +67,13 @@ def fit_measures(model: nn.Module, data: Digits) -> dict:
 def measure(model: nn.Module, data: Digits) -> dict:
     """The measures named in `HISTORY`: test and validation accuracy (NaN
     without a validation split), the largest absolute logit over the training
-    set, and `fit_measures`."""
+    set, and `fit_measures` (one forward pass over the training set serves both)."""
+    logits = model(data.x_train)
     return {
         "test_accuracy": accuracy(model, data.x_test, data.y_test),
         "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.y_val) else float("nan"),
-        "max_abs_logit": float(model(data.x_train).abs().max()),
-        **fit_measures(model, data),
+        "max_abs_logit": float(logits.abs().max()),
+        **_fit_measures(logits, data),
     }
 
 

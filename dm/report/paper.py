@@ -9,10 +9,8 @@ labelled as a pipeline check). A result goes in the cell whose configuration equ
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional

@@ -158,7 +158,7 @@ def _resume(state: _Progress, members, step: Step, extra: dict) -> None:
     present = [p.exists() for p in paths]
     if not any(present):
         return
-    label = f"pack of {len(members)} ({members[0].name}, ...)" if len(members) > 1 else members[0].name
+    label = _label(members)
     if not all(present) or len(paths) < len(members):
         raise ValueError(f"{label}: only some members have a checkpoint "
                          f"({sum(present)} of {len(members)}); pack runs that are at the same iteration")
@@ -207,8 +207,12 @@ def _save(state: _Progress, members, step: Step, extra: dict, iteration: int, el
 def _bar(members, iterations: int, start: int):
     from tqdm.auto import tqdm
 
-    label = members[0].name if len(members) == 1 else f"pack of {len(members)} ({members[0].name}, ...)"
-    return tqdm(total=iterations, initial=start, desc=label, leave=False)
+    return tqdm(total=iterations, initial=start, desc=_label(members), leave=False)
+
+
+def _label(members) -> str:
+    """A run's name, or a pack's first member's in "pack of K (name, ...)"."""
+    return members[0].name if len(members) == 1 else f"pack of {len(members)} ({members[0].name}, ...)"
 
 
 def _show(bar, state: _Progress, measures, first: bool, t0: float, pause: float, paused: float,
